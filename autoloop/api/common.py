@@ -1,0 +1,328 @@
+"""Types shared by every kind: references, quantities, durations, conditions, decisions."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Final
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+GROUP: Final = "autoloop.x0tta6bl4.io"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+# Go-style durations ("30s", "5m", "1h30m"), the form CEL's duration() accepts.
+DURATION_PATTERN: Final = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+# Kubernetes resource quantities ("250m", "1.5", "512Mi", "2G").
+QUANTITY_PATTERN: Final = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+# DNS-1123 label names: what Kubernetes accepts for most object names.
+NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_DURATION_UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_QUANTITY = re.compile(QUANTITY_PATTERN)
+_QUANTITY_SUFFIX: Final = {
+    "": 1.0,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 2.0**10,
+    "Mi": 2.0**20,
+    "Gi": 2.0**30,
+    "Ti": 2.0**40,
+    "Pi": 2.0**50,
+    "Ei": 2.0**60,
+}
+
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
+"""A Go-style duration string, e.g. `30s`, `5m`, `1h30m`."""
+
+Quantity = Annotated[
+    str | int | float,
+    WithJsonSchema({"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN, "maxLength": 64}),
+]
+"""A Kubernetes quantity: `250m`, `1`, `512Mi`. Integers are accepted as YAML writes them."""
+
+
+def parse_duration(text: str) -> timedelta:
+    """Seconds in a Go-style duration; raises ValueError on anything else."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"invalid duration {text!r}: use forms like 30s, 5m, 1h30m")
+    seconds = sum(float(n) * _DURATION_UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    return timedelta(seconds=seconds)
+
+
+def parse_quantity(value: str | int | float) -> float:
+    """The value of a Kubernetes quantity in base units (cores, bytes)."""
+    text = str(value).strip()
+    match = _QUANTITY.fullmatch(text)
+    if not match:
+        raise ValueError(f"invalid quantity {value!r}: use forms like 250m, 1, 512Mi")
+    number, suffix = re.fullmatch(r"([0-9.]+)(.*)", text).groups()  # type: ignore[union-attr]
+    return float(number) * _QUANTITY_SUFFIX[suffix]
+
+
+def format_cpu(cores: float) -> str:
+    """Cores as a quantity string in millicores, the unit Kubernetes shows for CPU."""
+    return f"{max(1, round(cores * 1000))}m"
+
+
+def format_memory(num_bytes: float) -> str:
+    """Bytes as a quantity string in MiB (Mi), rounded up so a request never shrinks by rounding."""
+    mib = -(-num_bytes // 2**20)
+    return f"{max(1, int(mib))}Mi"
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def rfc3339(moment: datetime) -> str:
+    """The timestamp format Kubernetes uses in conditions and Events."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ApiModel(BaseModel):
+    """Base of every API model: camelCase on the wire, snake_case in Python."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        use_enum_values=True,
+        validate_default=True,
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON-ready dict in the form the apiserver stores (aliases, no Nones)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Mode(StrEnum):
+    RECOMMEND = "Recommend"
+    AUTO = "Auto"
+
+
+class Solver(StrEnum):
+    AUTO = "Auto"
+    CPSAT = "CPSAT"
+    ANNEALING = "Annealing"
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class TargetRef(ApiModel):
+    """A workload in the same namespace as the resource that names it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.apiVersion == 'apps/v1'",
+                    "message": "targetRef.apiVersion must be apps/v1",
+                },
+                {
+                    "rule": "!has(self.__namespace__)",
+                    "message": "targetRef cannot name a namespace: autoloop acts only in the resource's own namespace",
+                },
+            ]
+        }
+    )
+
+    api_version: str = Field(default="apps/v1", description="API version of the target; apps/v1.")
+    kind: str = Field(
+        default="Deployment",
+        description="Kind of the target workload.",
+        json_schema_extra={"enum": ["Deployment", "StatefulSet"]},
+    )
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=NAME_PATTERN,
+        description="Name of the target in the same namespace (cross-namespace targets are refused).",
+    )
+
+
+class LabelSelectorRequirement(ApiModel):
+    key: str = Field(min_length=1, max_length=317)
+    operator: str = Field(json_schema_extra={"enum": ["In", "NotIn", "Exists", "DoesNotExist"]})
+    values: list[str] = Field(default_factory=list, max_length=64)
+
+
+class LabelSelector(ApiModel):
+    """The usual Kubernetes label selector."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, max_length=32)
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        """Whether an object's labels satisfy the selector (the apiserver's semantics)."""
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        for req in self.match_expressions:
+            present = req.key in labels
+            if req.operator == "In" and (not present or labels[req.key] not in req.values):
+                return False
+            if req.operator == "NotIn" and present and labels[req.key] in req.values:
+                return False
+            if req.operator == "Exists" and not present:
+                return False
+            if req.operator == "DoesNotExist" and present:
+                return False
+        return True
+
+    def to_query(self) -> str:
+        """The selector as a `labelSelector=` string for list calls."""
+        parts = [f"{k}={v}" for k, v in sorted(self.match_labels.items())]
+        for req in self.match_expressions:
+            if req.operator in ("In", "NotIn"):
+                op = "in" if req.operator == "In" else "notin"
+                parts.append(f"{req.key} {op} ({','.join(req.values)})")
+            elif req.operator == "Exists":
+                parts.append(req.key)
+            else:
+                parts.append(f"!{req.key}")
+        return ",".join(parts)
+
+
+class Condition(ApiModel):
+    """A status condition in the Kubernetes convention (metav1.Condition)."""
+
+    type: str
+    status: ConditionStatus
+    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
+    message: str = Field(default="", max_length=32768)
+    last_transition_time: str
+    observed_generation: int | None = None
+
+
+def set_condition(
+    conditions: list[Condition],
+    *,
+    type: str,
+    status: ConditionStatus | str,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: datetime,
+) -> list[Condition]:
+    """A new list with one condition set; the transition time moves only when the status does."""
+    status = ConditionStatus(status)
+    result: list[Condition] = []
+    found = False
+    for cond in conditions:
+        if cond.type != type:
+            result.append(cond)
+            continue
+        found = True
+        moved = cond.status != status
+        result.append(
+            Condition(
+                type=type,
+                status=status,
+                reason=reason,
+                message=message[:4000],
+                last_transition_time=rfc3339(now) if moved else cond.last_transition_time,
+                observed_generation=generation,
+            )
+        )
+    if not found:
+        result.append(
+            Condition(
+                type=type,
+                status=status,
+                reason=reason,
+                message=message[:4000],
+                last_transition_time=rfc3339(now),
+                observed_generation=generation,
+            )
+        )
+    return result
+
+
+def find_condition(conditions: list[Condition], type: str) -> Condition | None:
+    return next((c for c in conditions if c.type == type), None)
+
+
+class RuleVerdict(ApiModel):
+    """What one safety rule said about one proposed change."""
+
+    rule: str
+    passed: bool
+    reason: str = ""
+
+
+class Decision(ApiModel):
+    """One entry of a resource's bounded decision history: seen, proposed, validated, done, measured."""
+
+    id: str = Field(description="Decision id; also written on the target in an annotation when applied.")
+    time: str
+    action: str = Field(
+        description="Recommended, Applied, Blocked, RolledBack, Approved, Skipped, Planned, Executed or Failed."
+    )
+    target: str = ""
+    observed: dict[str, float] = Field(default_factory=dict)
+    current: dict[str, str] = Field(default_factory=dict)
+    proposed: dict[str, str] = Field(default_factory=dict)
+    predicted: dict[str, float] = Field(default_factory=dict)
+    measured: dict[str, float] = Field(default_factory=dict)
+    verdicts: list[RuleVerdict] = Field(default_factory=list)
+    explanation: str = Field(default="", max_length=4000)
+
+
+class StatusBase(ApiModel):
+    """Fields every status has."""
+
+    HISTORY_LIMIT: ClassVar[int] = 20
+
+    observed_generation: int | None = None
+    phase: str | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    decisions: list[Decision] = Field(
+        default_factory=list,
+        description="Bounded history of decisions, newest last.",
+        json_schema_extra={"maxItems": 50},
+    )
+    last_run_time: str | None = Field(default=None, description="When the last reconcile pass ran.")
+    message: str | None = Field(default=None, description="One line about the current state.")
+
+    def record(self, decision: Decision) -> None:
+        """Append a decision, keeping only the most recent HISTORY_LIMIT."""
+        self.decisions = [*self.decisions, decision][-self.HISTORY_LIMIT :]
+
+    def set_condition(
+        self,
+        type: str,
+        status: ConditionStatus | str,
+        reason: str,
+        message: str,
+        *,
+        generation: int | None,
+        now: datetime,
+    ) -> bool:
+        """Set one condition; True when its status or reason changed (worth an Event)."""
+        before = find_condition(self.conditions, type)
+        self.conditions = set_condition(
+            self.conditions,
+            type=type,
+            status=status,
+            reason=reason,
+            message=message,
+            generation=generation,
+            now=now,
+        )
+        return before is None or before.status != ConditionStatus(status) or before.reason != reason
+
+    def condition(self, type: str) -> Condition | None:
+        return find_condition(self.conditions, type)

@@ -1,0 +1,223 @@
+"""MaintenancePlan: predict failures, schedule maintenance into windows, execute it safely."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import ConfigDict, Field
+
+from autoloop.api.common import ApiModel, Duration, LabelSelector, Mode, Solver, StatusBase
+
+TIME_OF_DAY_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class Weekday(StrEnum):
+    MON = "Mon"
+    TUE = "Tue"
+    WED = "Wed"
+    THU = "Thu"
+    FRI = "Fri"
+    SAT = "Sat"
+    SUN = "Sun"
+
+
+class Window(ApiModel):
+    """A recurring maintenance window, e.g. Mon-Fri 02:00-05:00 in Europe/Berlin."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self.start < self.end", "message": "window start must be before end"}
+            ]
+        }
+    )
+
+    days: list[Weekday] = Field(
+        default_factory=lambda: list(Weekday),
+        min_length=1,
+        max_length=7,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    start: str = Field(pattern=TIME_OF_DAY_PATTERN, max_length=5, description="HH:MM, inclusive.")
+    end: str = Field(pattern=TIME_OF_DAY_PATTERN, max_length=5, description="HH:MM, exclusive.")
+    time_zone: str = Field(default="UTC", max_length=64, description="IANA time zone name.")
+
+    def zone(self) -> ZoneInfo:
+        """The window's time zone; ValueError for a name the tz database does not know."""
+        try:
+            return ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {self.time_zone!r}") from exc
+
+    def openings(self, after: datetime, *, days: int = 8) -> list[tuple[datetime, datetime]]:
+        """The (start, end) intervals of this window that end after `after`, over the next `days`."""
+        zone = self.zone()
+        local = after.astimezone(zone)
+        wanted = {list(Weekday).index(Weekday(d)) for d in self.days}
+        start_h, start_m = (int(x) for x in self.start.split(":"))
+        end_h, end_m = (int(x) for x in self.end.split(":"))
+        result: list[tuple[datetime, datetime]] = []
+        for offset in range(-1, days + 1):
+            day = (local + timedelta(days=offset)).date()
+            if day.weekday() not in wanted:
+                continue
+            begin = datetime(day.year, day.month, day.day, start_h, start_m, tzinfo=zone)
+            end = datetime(day.year, day.month, day.day, end_h, end_m, tzinfo=zone)
+            if end > after:
+                result.append((begin, end))
+        return result
+
+
+class ConcurrencyGroup(ApiModel):
+    """A per-group limit, e.g. at most one node per zone."""
+
+    label_key: str = Field(default="topology.kubernetes.io/zone", max_length=317)
+    max_concurrent: int = Field(default=1, ge=1, le=1000)
+
+
+class Drain(ApiModel):
+    timeout: Duration = Field(default="10m", description="Give up draining a node after this long.")
+    grace_period_seconds: int | None = Field(default=None, ge=0, le=3600)
+    pod_selector: LabelSelector | None = Field(default=None, description="Only evict pods that match.")
+    retry_interval: Duration = Field(default="5s", description="Backoff after a PDB refuses an eviction.")
+
+
+class Actions(ApiModel):
+    """What maintenance does to a node, in order: cordon, drain, act, wait, uncordon."""
+
+    cordon: bool = True
+    drain: bool = True
+    restart_workloads: LabelSelector | None = Field(
+        default=None, description="Workloads (Deployments) to restart on the node's turn."
+    )
+    annotate: dict[str, str] = Field(
+        default_factory=dict, description="Annotations set on the node for an external agent to act on."
+    )
+    ready_annotation: str | None = Field(
+        default=None, description="The node annotation an external agent sets when its work is done."
+    )
+    ready_timeout: Duration = Field(default="30m")
+    uncordon: bool = True
+
+
+class Blocker(ApiModel):
+    """Maintenance pauses while a query returns any series (or an alert fires); a failed query blocks."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.query) != has(self.alert)",
+                    "message": "a blocker sets exactly one of query or alert",
+                }
+            ]
+        }
+    )
+
+    query: str | None = Field(default=None, max_length=4096)
+    alert: str | None = Field(default=None, max_length=253, description="Shortcut for ALERTS{alertname=...}.")
+
+
+class MaintenancePlanSpec(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.nodeSelector) || has(self.workloadSelector) || size(self.nodes) > 0",
+                    "message": "select nodes (nodeSelector or nodes) or workloads (workloadSelector)",
+                },
+                {
+                    "rule": "duration(self.horizon) >= duration('1h')",
+                    "message": "horizon must be at least 1h",
+                },
+            ]
+        }
+    )
+
+    node_selector: LabelSelector | None = None
+    workload_selector: LabelSelector | None = None
+    nodes: list[str] = Field(
+        default_factory=list, max_length=1000, description="Nodes to maintain regardless of predicted risk."
+    )
+    horizon: Duration = Field(default="24h", description="Failure prediction horizon.")
+    risk_threshold: float = Field(
+        default=0.3, gt=0, le=1, description="Maintain nodes whose risk exceeds this."
+    )
+    windows: list[Window] = Field(min_length=1, max_length=32)
+    max_concurrent: int | str = Field(
+        default=1,
+        description="Nodes in maintenance at once: a count or a percent like 10%.",
+        json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": r"^([0-9]+%?)$"},
+    )
+    groups: list[ConcurrencyGroup] = Field(default_factory=list, max_length=8)
+    min_spacing: Duration = Field(default="0s", description="Minimum time between two nodes' starts.")
+    actions: Actions = Field(default_factory=Actions)
+    drain: Drain = Field(default_factory=Drain)
+    blockers: list[Blocker] = Field(default_factory=list, max_length=32)
+    solver: Solver = Solver.AUTO
+    mode: Mode = Mode.RECOMMEND
+    suspend: bool = False
+    force: bool = Field(
+        default=False, description="Delete pods whose eviction a PDB keeps refusing after the drain timeout."
+    )
+    interval: Duration = Field(default="1m", description="How often the plan is re-evaluated.")
+
+
+class NodeRisk(ApiModel):
+    node: str
+    probability: float
+    expected_hours_to_failure: float | None = None
+    reasons: list[str] = Field(default_factory=list)
+
+
+class ScheduledSlot(ApiModel):
+    node: str
+    start: str
+    end: str
+    reason: str = ""
+
+
+class NodeProgress(ApiModel):
+    node: str
+    step: str = Field(
+        description="Pending, Cordoned, Draining, Acting, Uncordoning, Done, Skipped or Failed."
+    )
+    started_at: str | None = None
+    updated_at: str | None = None
+    message: str = ""
+    evicted: int = 0
+
+
+class MaintenancePlanStatus(StatusBase):
+    predictions: list[NodeRisk] = Field(default_factory=list, json_schema_extra={"maxItems": 1000})
+    schedule: list[ScheduledSlot] = Field(default_factory=list, json_schema_extra={"maxItems": 1000})
+    progress: list[NodeProgress] = Field(default_factory=list, json_schema_extra={"maxItems": 1000})
+    next_window: str | None = None
+    nodes_at_risk: int | None = None
+    in_progress: int | None = None
+    solver: str | None = None
+
+
+class MaintenancePlan(ApiModel):
+    """Predict node failures, schedule maintenance (cordon, drain, act, uncordon) into allowed windows, and execute it within disruption limits."""
+
+    KIND: ClassVar[str] = "MaintenancePlan"
+    PLURAL: ClassVar[str] = "maintenanceplans"
+    SINGULAR: ClassVar[str] = "maintenanceplan"
+    SHORT_NAMES: ClassVar[tuple[str, ...]] = ("mplan",)
+    PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (
+        {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
+        {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+        {"name": "Next Window", "type": "string", "jsonPath": ".status.nextWindow"},
+        {"name": "At Risk", "type": "integer", "jsonPath": ".status.nodesAtRisk"},
+        {"name": "In Progress", "type": "integer", "jsonPath": ".status.inProgress"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    )
+
+    spec: MaintenancePlanSpec
+    status: MaintenancePlanStatus = Field(default_factory=MaintenancePlanStatus)

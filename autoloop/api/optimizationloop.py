@@ -1,0 +1,277 @@
+"""OptimizationLoop: a closed, safety-gated loop on one workload."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import ConfigDict, Field
+
+from autoloop.api.common import (
+    ApiModel,
+    Duration,
+    Mode,
+    Quantity,
+    StatusBase,
+    TargetRef,
+)
+
+
+class BuiltinMetric(StrEnum):
+    """Metrics autoloop knows how to query for a target without user PromQL."""
+
+    LATENCY_P95 = "LatencyP95"
+    LATENCY_P99 = "LatencyP99"
+    ERROR_RATIO = "ErrorRatio"
+    CPU_UTILIZATION = "CPUUtilization"
+    MEMORY_UTILIZATION = "MemoryUtilization"
+    COST = "Cost"
+    THROUGHPUT = "Throughput"
+
+
+class Direction(StrEnum):
+    MINIMIZE = "Minimize"
+    MAXIMIZE = "Maximize"
+
+
+class Objective(ApiModel):
+    """One thing the loop optimises: a built-in metric or a PromQL query, with an optional target."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.metric) != has(self.query)",
+                    "message": "an objective sets exactly one of metric (built-in) or query (PromQL)",
+                }
+            ]
+        }
+    )
+
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    metric: BuiltinMetric | None = Field(default=None, description="A built-in metric of the target.")
+    query: str | None = Field(
+        default=None,
+        max_length=4096,
+        description=(
+            "PromQL returning one series. Every selector is scoped to the loop's namespace; "
+            "a selector naming another namespace is refused."
+        ),
+    )
+    target: float | None = Field(
+        default=None,
+        description=(
+            "The SLO for this objective (for Minimize: the value must stay at or below it; for "
+            "Maximize: at or above). Objectives with a target feed the SLO guard."
+        ),
+    )
+    weight: float = Field(default=1.0, ge=0, le=100, description="Relative weight in the score.")
+    direction: Direction = Direction.MINIMIZE
+
+
+class ReplicasKnob(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self.min <= self.max", "message": "knobs.replicas: min must be <= max"}
+            ]
+        }
+    )
+
+    min: int = Field(ge=0, le=10000)
+    max: int = Field(ge=1, le=10000)
+
+
+class ResourceKnob(ApiModel):
+    """Bounds of a container resource request; the limit keeps its ratio to the request."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "quantity(string(self.min)).compareTo(quantity(string(self.max))) <= 0",
+                    "message": "min must be <= max",
+                }
+            ]
+        }
+    )
+
+    min: Quantity
+    max: Quantity
+
+
+class Knobs(ApiModel):
+    """What the loop may change. At least one knob."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.replicas) || has(self.cpu) || has(self.memory)",
+                    "message": "declare at least one knob: replicas, cpu or memory",
+                }
+            ]
+        }
+    )
+
+    replicas: ReplicasKnob | None = None
+    cpu: ResourceKnob | None = None
+    memory: ResourceKnob | None = None
+    container: str | None = Field(
+        default=None, max_length=63, description="Container whose resources change; default the first."
+    )
+
+
+class SLOGuard(ApiModel):
+    enabled: bool = True
+    tolerance_percent: float = Field(
+        default=5.0, ge=0, le=100, description="Slack above an objective's target before a rollback."
+    )
+
+
+class Rollback(ApiModel):
+    enabled: bool = True
+    settle_window: Duration = Field(
+        default="2m", description="How long after a change the outcome is measured before it is judged."
+    )
+
+
+class Safety(ApiModel):
+    max_step_percent: float = Field(
+        default=50.0, gt=0, le=1000, description="Largest change of a knob in one step, in percent."
+    )
+    cooldown: Duration = Field(default="5m", description="Minimum time between two applied changes.")
+    max_changes_per_hour: int = Field(default=4, ge=0, le=60)
+    min_confidence: float = Field(default=0.6, ge=0, le=1)
+    slo_guard: SLOGuard = Field(default_factory=SLOGuard)
+    rollback: Rollback = Field(default_factory=Rollback)
+    require_pdb_headroom: bool = Field(
+        default=True, description="Refuse changes that restart pods when a PDB allows no disruption."
+    )
+    freeze_on_anomaly: bool = Field(
+        default=True, description="No change while an anomaly without an explanation is active."
+    )
+
+
+class LearningStrategy(StrEnum):
+    AUTO = "Auto"
+    BAYESIAN = "Bayesian"
+    THOMPSON = "Thompson"
+    RULES = "Rules"
+
+
+class Learning(ApiModel):
+    enabled: bool = True
+    strategy: LearningStrategy = LearningStrategy.AUTO
+    refit_interval: Duration = Field(
+        default="24h", description="How often the strategic refit of forecast and learned models runs."
+    )
+    risk_level: float = Field(
+        default=0.05, gt=0, lt=0.5, description="Accepted probability that demand exceeds a recommendation."
+    )
+
+
+class Pricing(ApiModel):
+    """Prices used by the built-in Cost objective (currency units per hour)."""
+
+    cpu_core_hour: float = Field(default=0.0316, ge=0)
+    memory_gib_hour: float = Field(default=0.0042, ge=0)
+
+
+class OptimizationLoopSpec(ApiModel):
+    target_ref: TargetRef
+    mode: Mode = Field(default=Mode.RECOMMEND, description="Recommend records decisions; Auto applies them.")
+    suspend: bool = Field(default=False, description="Stop all actions; status keeps updating.")
+    interval: Duration = Field(default="1m", description="Time between two iterations of the loop.")
+    objectives: list[Objective] = Field(min_length=1, max_length=16)
+    knobs: Knobs
+    safety: Safety = Field(default_factory=Safety)
+    learning: Learning = Field(default_factory=Learning)
+    pricing: Pricing = Field(default_factory=Pricing)
+    dependencies: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Names of workloads this one calls, used by root-cause analysis.",
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "duration(self.interval) >= duration('5s')",
+                    "message": "interval must be at least 5s",
+                },
+                {
+                    "rule": "self.objectives.all(o, self.objectives.exists_one(p, p.name == o.name))",
+                    "message": "objective names must be unique",
+                },
+            ]
+        }
+    )
+
+
+class Settings(ApiModel):
+    """Workload settings as autoloop reads and writes them."""
+
+    replicas: int | None = None
+    cpu: str | None = None
+    memory: str | None = None
+
+
+class Recommendation(ApiModel):
+    decision_id: str
+    settings: Settings
+    score: float | None = None
+    confidence: float | None = None
+    lower: Settings | None = None
+    upper: Settings | None = None
+    approved: bool = False
+
+
+class OptimizationLoopStatus(StatusBase):
+    current: Settings | None = None
+    baseline: Settings | None = Field(default=None, description="Settings when the loop first ran.")
+    recommendation: Recommendation | None = None
+    pending_decision: str | None = Field(
+        default=None, description="Decision id recorded before apply; cleared once confirmed."
+    )
+    improvement: dict[str, float] = Field(
+        default_factory=dict, description="Measured change of each objective against the baseline, percent."
+    )
+    observed: dict[str, float] = Field(default_factory=dict, description="Latest objective values.")
+    model_version: str | None = None
+    last_change_time: str | None = None
+    anomalies: list[dict[str, Any]] = Field(
+        default_factory=list, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    analysis: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    engine_state: dict[str, Any] | None = Field(
+        default=None,
+        description="The loop engine's bounded state (history, learned estimates, clocks).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class OptimizationLoop(ApiModel):
+    """A closed, safety-gated optimisation loop on one workload: observe, forecast, propose, validate, apply or recommend, measure, learn, roll back."""
+
+    KIND: ClassVar[str] = "OptimizationLoop"
+    PLURAL: ClassVar[str] = "optimizationloops"
+    SINGULAR: ClassVar[str] = "optimizationloop"
+    SHORT_NAMES: ClassVar[tuple[str, ...]] = ("oloop",)
+    PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]] = (
+        {"name": "Target", "type": "string", "jsonPath": ".spec.targetRef.name"},
+        {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
+        {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Replicas", "type": "integer", "jsonPath": ".status.current.replicas"},
+        {"name": "CPU", "type": "string", "jsonPath": ".status.current.cpu", "priority": 1},
+        {"name": "Memory", "type": "string", "jsonPath": ".status.current.memory", "priority": 1},
+        {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    )
+
+    spec: OptimizationLoopSpec
+    status: OptimizationLoopStatus = Field(default_factory=OptimizationLoopStatus)

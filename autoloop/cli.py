@@ -1,0 +1,89 @@
+"""The `autoloop` command: run the operator, generate CRDs, run the synthetic workload, explain."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from autoloop import __version__
+
+
+def cmd_crds(args: argparse.Namespace) -> int:
+    """Write (or, with --check, compare) crds/*.yaml from the API models."""
+    from autoloop.api import KINDS
+    from autoloop.api.crd import render_yaml
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    drift = []
+    for kind in KINDS:
+        path = out / f"{kind.PLURAL}.yaml"
+        text = render_yaml(kind)
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                drift.append(str(path))
+        else:
+            path.write_text(text)
+    if drift:
+        print("CRDs differ from the models; run `autoloop crds`: " + ", ".join(drift), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from autoloop.operator.runner import run
+    from autoloop.operator.settings import OperatorSettings
+
+    settings = OperatorSettings.from_env()
+    if args.namespace:
+        settings.namespaces = list(args.namespace)
+    if args.prometheus_url:
+        settings.prometheus_url = args.prometheus_url
+    if args.metrics_port is not None:
+        settings.metrics_port = args.metrics_port
+    if args.liveness_port is not None:
+        settings.liveness_port = args.liveness_port
+    if args.tick is not None:
+        settings.tick_seconds = args.tick
+    run(settings)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from autoloop.simulation import exporter
+
+    return exporter.main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autoloop", description=__doc__)
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator")
+    run.add_argument("--namespace", "-n", action="append", help="watch only this namespace (repeatable)")
+    run.add_argument("--prometheus-url", help="Prometheus base URL (env AUTOLOOP_PROMETHEUS_URL)")
+    run.add_argument("--metrics-port", type=int, help="port of the operator's /metrics")
+    run.add_argument("--liveness-port", type=int, help="port of /healthz")
+    run.add_argument("--tick", type=float, help="seconds between timer wake-ups")
+    run.set_defaults(fn=cmd_run)
+
+    crds = sub.add_parser("crds", help="generate crds/*.yaml from the API models")
+    crds.add_argument("--output", "-o", default="crds")
+    crds.add_argument("--check", action="store_true", help="exit 1 if the files differ from the models")
+    crds.set_defaults(fn=cmd_crds)
+
+    sim = sub.add_parser("simulate", help="run the synthetic workload exporter (dev and tests)")
+    sim.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the exporter")
+    sim.set_defaults(fn=cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""A `MetricSource` that queries a real Prometheus server over its HTTP API."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import numpy as np
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from requests import RequestException
+
+from autoloop.metrics.source import MetricsUnavailable, Series
+
+DEFAULT_TIMEOUT_SECONDS: Final = 10.0
+DEFAULT_MAX_AGE_SECONDS: Final = 300.0
+"""A sample older than this at query time is stale: Prometheus marks series stale after 5 minutes."""
+
+
+class PrometheusSource:
+    """Instant and range queries with explicit failure reasons instead of silent empties."""
+
+    def __init__(self, url: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        self.url = url
+        self.timeout_seconds = timeout_seconds
+        self._client = PrometheusConnect(url=url, disable_ssl=True, retry=None, timeout=timeout_seconds)
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (RequestException, PrometheusApiClientException, OSError) as exc:
+            raise MetricsUnavailable("PrometheusUnreachable", f"Prometheus at {self.url}: {exc}") from exc
+
+    def healthy(self) -> bool:
+        try:
+            return bool(self._client.check_prometheus_connection())
+        except Exception:
+            return False
+
+    def instant(self, query: str, *, at: float | None = None) -> float:
+        params = {"time": str(at)} if at is not None else None
+        result = self._call(self._client.custom_query, query=query, params=params)
+        if not result:
+            raise MetricsUnavailable("NoData", f"query returned no series: {query}")
+        if len(result) > 1:
+            raise MetricsUnavailable(
+                "AmbiguousResult", f"query returned {len(result)} series, want 1: {query}"
+            )
+        _, raw = result[0]["value"]
+        value = float(raw)
+        if math.isnan(value) or math.isinf(value):
+            raise MetricsUnavailable("NaN", f"query returned {raw}: {query}")
+        return value
+
+    def range(self, query: str, *, start: float, end: float, step: float) -> Series:
+        result = self._call(
+            self._client.custom_query_range,
+            query=query,
+            start_time=datetime.fromtimestamp(start, UTC),
+            end_time=datetime.fromtimestamp(end, UTC),
+            step=f"{step:g}s",
+        )
+        if not result:
+            raise MetricsUnavailable("NoData", f"query returned no series: {query}")
+        if len(result) > 1:
+            raise MetricsUnavailable(
+                "AmbiguousResult", f"query returned {len(result)} series, want 1: {query}"
+            )
+        samples = result[0]["values"]
+        stamps = np.array([float(s[0]) for s in samples], dtype=np.float64)
+        values = np.array([float(s[1]) for s in samples], dtype=np.float64)
+        return Series(timestamps=stamps, values=values)
+
+
+def age_seconds(series: Series, *, now: float | None = None) -> float:
+    """Seconds since the newest sample of a series."""
+    if len(series) == 0:
+        return math.inf
+    return (now if now is not None else time.time()) - float(series.timestamps[-1])

@@ -1,0 +1,228 @@
+"""Kubernetes reads and writes the handlers need, over the official client.
+
+Every write to a workload carries the decision id in an annotation, so after a crash the
+operator can tell whether a recorded decision reached the target (intent, act, confirm).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from autoloop.api.common import GROUP, TargetRef, parse_quantity
+
+DECISION_ANNOTATION: Final = f"{GROUP}/decision"
+"""Annotation on a target naming the last decision autoloop applied to it."""
+MANAGED_BY_ANNOTATION: Final = f"{GROUP}/managed-by"
+"""Annotation on a target naming the loop (namespace/name) that last changed it."""
+
+
+class TargetNotFound(Exception):
+    """The workload a resource names does not exist in its namespace."""
+
+
+class Conflict(Exception):
+    """The object changed under us (HTTP 409); the pass retries with fresh data."""
+
+
+@dataclass
+class Clients:
+    """API clients shared by the handlers of one operator process."""
+
+    api: client.ApiClient
+    core: client.CoreV1Api
+    apps: client.AppsV1Api
+    policy: client.PolicyV1Api
+
+    @classmethod
+    def connect(cls) -> Clients:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        api = client.ApiClient()
+        return cls(
+            api=api, core=client.CoreV1Api(api), apps=client.AppsV1Api(api), policy=client.PolicyV1Api(api)
+        )
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What autoloop needs to know of a target workload."""
+
+    kind: str
+    name: str
+    namespace: str
+    replicas: int
+    ready_replicas: int
+    container: str
+    cpu_request: float | None
+    memory_request: float | None
+    cpu_limit: float | None
+    memory_limit: float | None
+    selector: dict[str, str]
+    annotations: dict[str, str] = field(default_factory=dict)
+    generation: int = 0
+    uid: str = ""
+
+
+def _container(template: Any, name: str | None) -> Any:
+    containers = template.spec.containers or []
+    if not containers:
+        raise TargetNotFound("the target's pod template has no containers")
+    if name is None:
+        return containers[0]
+    for c in containers:
+        if c.name == name:
+            return c
+    raise TargetNotFound(f"the target has no container named {name!r}")
+
+
+def _quantity(resources: dict[str, Any] | None, key: str) -> float | None:
+    if not resources or key not in resources:
+        return None
+    return parse_quantity(resources[key])
+
+
+def read_workload(clients: Clients, namespace: str, ref: TargetRef, container: str | None = None) -> Workload:
+    """The target's replicas and resources; TargetNotFound if it is missing."""
+    obj: Any
+    try:
+        if ref.kind == "Deployment":
+            obj = clients.apps.read_namespaced_deployment(ref.name, namespace)
+        elif ref.kind == "StatefulSet":
+            obj = clients.apps.read_namespaced_stateful_set(ref.name, namespace)
+        else:
+            raise TargetNotFound(f"unsupported target kind {ref.kind}")
+    except ApiException as exc:
+        if exc.status == 404:
+            raise TargetNotFound(f"{ref.kind} {namespace}/{ref.name} not found") from exc
+        raise
+    c = _container(obj.spec.template, container)
+    requests = c.resources.requests if c.resources else None
+    limits = c.resources.limits if c.resources else None
+    return Workload(
+        kind=ref.kind,
+        name=ref.name,
+        namespace=namespace,
+        replicas=obj.spec.replicas if obj.spec.replicas is not None else 1,
+        ready_replicas=(obj.status.ready_replicas or 0) if obj.status else 0,
+        container=c.name,
+        cpu_request=_quantity(requests, "cpu"),
+        memory_request=_quantity(requests, "memory"),
+        cpu_limit=_quantity(limits, "cpu"),
+        memory_limit=_quantity(limits, "memory"),
+        selector=dict(obj.spec.selector.match_labels or {}),
+        annotations=dict(obj.metadata.annotations or {}),
+        generation=obj.metadata.generation or 0,
+        uid=obj.metadata.uid or "",
+    )
+
+
+def build_workload_patch(
+    *,
+    container: str,
+    decision_id: str,
+    owner: str,
+    replicas: int | None = None,
+    resources: dict[str, dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """A strategic-merge patch that changes replicas and/or one container's resources."""
+    patch: dict[str, Any] = {
+        "metadata": {"annotations": {DECISION_ANNOTATION: decision_id, MANAGED_BY_ANNOTATION: owner}}
+    }
+    spec: dict[str, Any] = {}
+    if replicas is not None:
+        spec["replicas"] = replicas
+    if resources:
+        spec["template"] = {"spec": {"containers": [{"name": container, "resources": resources}]}}
+    if spec:
+        patch["spec"] = spec
+    return patch
+
+
+def patch_workload(clients: Clients, namespace: str, ref: TargetRef, patch: dict[str, Any]) -> None:
+    """Apply a patch built by build_workload_patch; Conflict on 409, TargetNotFound on 404."""
+    try:
+        if ref.kind == "Deployment":
+            clients.apps.patch_namespaced_deployment(ref.name, namespace, patch)
+        else:
+            clients.apps.patch_namespaced_stateful_set(ref.name, namespace, patch)
+    except ApiException as exc:
+        if exc.status == 409:
+            raise Conflict(str(exc.reason)) from exc
+        if exc.status == 404:
+            raise TargetNotFound(f"{ref.kind} {namespace}/{ref.name} not found") from exc
+        raise
+
+
+def pdb_disruptions_allowed(clients: Clients, namespace: str, pod_labels: dict[str, str]) -> int | None:
+    """The smallest disruptionsAllowed of PDBs covering pods with these labels; None when none covers them."""
+    allowed: int | None = None
+    pdb: Any
+    for pdb in clients.policy.list_namespaced_pod_disruption_budget(namespace).items:
+        selector = (pdb.spec.selector.match_labels or {}) if pdb.spec and pdb.spec.selector else {}
+        if selector and all(pod_labels.get(k) == v for k, v in selector.items()):
+            value = int(pdb.status.disruptions_allowed or 0) if pdb.status else 0
+            allowed = value if allowed is None else min(allowed, value)
+    return allowed
+
+
+CORDONED_BY_ANNOTATION: Final = f"{GROUP}/cordoned-by"
+"""Annotation on a node that autoloop cordoned, naming the plan; only such nodes are uncordoned by us."""
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    cpu_allocatable: float
+    memory_allocatable: float
+    pods_allocatable: int
+    unschedulable: bool
+    ready: bool
+
+
+def _node(obj: Any) -> Node:
+    alloc = obj.status.allocatable or {}
+    ready = any(c.type == "Ready" and c.status == "True" for c in (obj.status.conditions or []))
+    return Node(
+        name=obj.metadata.name,
+        labels=dict(obj.metadata.labels or {}),
+        annotations=dict(obj.metadata.annotations or {}),
+        cpu_allocatable=parse_quantity(alloc.get("cpu", "0")),
+        memory_allocatable=parse_quantity(alloc.get("memory", "0")),
+        pods_allocatable=int(parse_quantity(alloc.get("pods", "0"))),
+        unschedulable=bool(obj.spec.unschedulable),
+        ready=ready,
+    )
+
+
+def list_nodes(clients: Clients, label_selector: str = "") -> list[Node]:
+    return [_node(n) for n in clients.core.list_node(label_selector=label_selector).items]
+
+
+def read_node(clients: Clients, name: str) -> Node | None:
+    try:
+        return _node(clients.core.read_node(name))
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def set_cordon(clients: Clients, node: str, *, cordoned: bool, owner: str) -> None:
+    """Cordon a node (marking it as ours) or uncordon one we cordoned."""
+    annotations: dict[str, str | None] = {CORDONED_BY_ANNOTATION: owner if cordoned else None}
+    body = {"spec": {"unschedulable": cordoned or None}, "metadata": {"annotations": annotations}}
+    clients.core.patch_node(node, body)
+
+
+def list_deployments(clients: Clients, namespace: str, label_selector: str) -> list[str]:
+    """Names of the Deployments in a namespace matching a selector."""
+    items: list[Any] = clients.apps.list_namespaced_deployment(namespace, label_selector=label_selector).items
+    return sorted(str(d.metadata.name) for d in items)

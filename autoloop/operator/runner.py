@@ -1,0 +1,60 @@
+"""Start the operator: settings, clients, handlers, kopf's own settings, /metrics and liveness."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from autoloop.api.common import GROUP
+from autoloop.metrics.prometheus import PrometheusSource
+from autoloop.operator import kube, maintenanceplan, optimizationloop, resourceallocation, telemetry
+from autoloop.operator.settings import OperatorSettings
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """kopf settings: our annotation prefix, events only when we post them, no peering."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled")
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    # Handler logs become Events only from WARNING up; our own Events are posted explicitly.
+    settings.posting.level = logging.WARNING
+    settings.peering.standalone = True
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 30
+
+
+def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    for module in (optimizationloop, resourceallocation, maintenanceplan):
+        module.register(registry, settings)
+
+    @kopf.on.startup(registry=registry)
+    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_kopf(settings)
+
+    return registry
+
+
+def run(settings: OperatorSettings) -> None:
+    """Block running the operator until it is stopped."""
+    settings.validate()
+    telemetry.serve(settings.metrics_port)
+    memo = kopf.Memo(
+        settings=settings,
+        clients=kube.Clients.connect(),
+        metrics=PrometheusSource(
+            settings.prometheus_url, timeout_seconds=settings.prometheus_timeout_seconds
+        ),
+    )
+    kopf.configure(verbose=False)
+    kopf.run(
+        registry=build_registry(settings),
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz",
+        standalone=True,
+        memo=memo,
+    )

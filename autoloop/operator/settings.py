@@ -1,0 +1,66 @@
+"""Operator-wide settings: one dataclass, validated once at startup."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Final
+
+ENV_PREFIX: Final = "AUTOLOOP_"
+
+
+@dataclass
+class OperatorSettings:
+    prometheus_url: str = "http://127.0.0.1:9090"
+    """Where PromQL goes. Every metric read uses this server."""
+
+    namespaces: list[str] = field(default_factory=list)
+    """Namespaces to watch; empty means the whole cluster."""
+
+    tick_seconds: float = 5.0
+    """How often each resource's timer wakes up to see whether its interval has elapsed."""
+
+    metrics_port: int = 8080
+    """Port of the operator's own /metrics (Prometheus exposition)."""
+
+    liveness_port: int = 8081
+    """Port of the liveness endpoint (/healthz)."""
+
+    history_limit: int = 20
+    """Decisions kept in each resource's status."""
+
+    prometheus_timeout_seconds: float = 10.0
+    """Timeout of one PromQL request."""
+
+    stale_after_seconds: float = 300.0
+    """A newest sample older than this makes a metric stale (no action on stale data)."""
+
+    def validate(self) -> None:
+        """Refuse settings that would make the operator misbehave silently."""
+        if not self.prometheus_url.startswith(("http://", "https://")):
+            raise ValueError(f"prometheus_url must be an http(s) URL, got {self.prometheus_url!r}")
+        if self.tick_seconds <= 0:
+            raise ValueError("tick_seconds must be positive")
+        if not 1 <= self.history_limit <= 50:
+            raise ValueError("history_limit must be between 1 and 50")
+        for port in (self.metrics_port, self.liveness_port):
+            if not 0 <= port < 65536:
+                raise ValueError(f"invalid port {port}")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> OperatorSettings:
+        """Settings from AUTOLOOP_* variables (e.g. AUTOLOOP_PROMETHEUS_URL), defaults elsewhere."""
+        env = os.environ if environ is None else environ
+        settings = cls()
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            current = getattr(settings, f.name)
+            if isinstance(current, list):
+                setattr(settings, f.name, [p.strip() for p in raw.split(",") if p.strip()])
+            elif isinstance(current, bool):
+                setattr(settings, f.name, raw.lower() in ("1", "true", "yes"))
+            else:
+                setattr(settings, f.name, type(current)(raw))
+        return settings

@@ -1,0 +1,176 @@
+"""The reconcile shell every kind shares, and timer registration.
+
+Each kind supplies `spec_problems(resource, namespace)` (semantic checks the schema cannot do)
+and `run_pass(pass_, memo)` (its named, timed steps); this module parses, decides whether a pass
+is due, handles invalid specs, and writes the status and Events in one place.
+
+kopf adds a finalizer to every object that has a timer, so that it can stop the timer before the
+object goes. Our timers undo nothing, and a finalizer left behind by an uninstalled operator
+blocks deletion, so timers are registered without one. kopf has no public switch for this; the
+handler is re-created with `requires_finalizer=False` (a cluster test checks no finalizer appears).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+import kopf
+from pydantic import ValidationError
+
+from autoloop.api.common import (
+    GROUP,
+    VERSION,
+    ApiModel,
+    ConditionStatus,
+    StatusBase,
+    now_utc,
+    parse_duration,
+    rfc3339,
+)
+from autoloop.operator import telemetry
+
+R = TypeVar("R", bound=ApiModel)
+S = TypeVar("S", bound=StatusBase)
+Handler = Callable[..., Any]
+
+
+@dataclass
+class Pass(Generic[R, S]):
+    """What one reconcile pass of one resource knows, and the Events it will post."""
+
+    resource: R
+    namespace: str
+    name: str
+    generation: int
+    now: datetime
+    status: S
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def condition(
+        self, type: str, status: str, reason: str, message: str, *, event: str | None = None
+    ) -> None:
+        """Set a condition; when it changes, queue an Event of type `event` (Normal or Warning)."""
+        changed = self.status.set_condition(
+            type, status, reason, message, generation=self.generation, now=self.now
+        )
+        if changed and event:
+            self.events.append((event, reason, message))
+
+    def event(self, type: str, reason: str, message: str) -> None:
+        self.events.append((type, reason, message))
+
+    def waiting(self, reason: str, message: str) -> None:
+        """Not ready for a reason that may pass: say so, act on nothing."""
+        self.condition("Ready", "False", reason, message)
+        self.status.phase = "Waiting"
+        self.status.message = message[:300]
+
+
+def is_due(status: StatusBase, *, interval: str, generation: int, now: datetime) -> bool:
+    """A pass runs when the spec changed since the last one, or when the interval has elapsed."""
+    if status.observed_generation != generation or status.last_run_time is None:
+        return True
+    last = datetime.fromisoformat(status.last_run_time.replace("Z", "+00:00"))
+    return now - last >= parse_duration(interval) - timedelta(milliseconds=500)
+
+
+def write_status(patch: kopf.Patch, status: StatusBase, previous: dict[str, Any]) -> None:
+    """Put the whole status model in the patch; keys we no longer set are removed (merge-patch null)."""
+    new = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for key in previous:
+        if key not in new:
+            patch.status[key] = None
+    for key, value in new.items():
+        if previous.get(key) != value:
+            patch.status[key] = value
+
+
+def _validation_messages(exc: ValidationError) -> list[str]:
+    return [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
+
+
+def make_reconciler(
+    *,
+    kind: type[R],
+    status_type: type[S],
+    spec_problems: Callable[[R, str], list[str]],
+    run_pass: Callable[[Pass[R, S], kopf.Memo], None],
+) -> Handler:
+    """The periodic handler of one kind: parse, check, run a pass when due, write status and Events."""
+    kind_name: str = kind.KIND  # type: ignore[attr-defined]
+
+    def reconcile(
+        body: kopf.Body,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        meta: kopf.Meta,
+        namespace: str,
+        name: str,
+        patch: kopf.Patch,
+        memo: kopf.Memo,
+        **_: Any,
+    ) -> None:
+        now = now_utc()
+        generation = int(meta.get("generation") or 0)
+        previous = dict(status or {})
+        try:
+            current = status_type.model_validate(previous)
+        except ValidationError:
+            current = status_type()  # An unreadable status is rebuilt, never trusted.
+        resource: R | None
+        try:
+            resource = kind.model_validate({"spec": dict(spec)})
+        except ValidationError as exc:
+            resource, problems = None, _validation_messages(exc)
+        else:
+            problems = spec_problems(resource, namespace)
+        interval = getattr(resource.spec, "interval", "1m") if resource is not None else "1m"  # type: ignore[attr-defined]
+        if not is_due(current, interval=interval, generation=generation, now=now):
+            return
+        p: Pass[R, S] = Pass(
+            resource=resource if resource is not None else kind.model_construct(),  # type: ignore[arg-type]
+            namespace=namespace,
+            name=name,
+            generation=generation,
+            now=now,
+            status=current,
+        )
+        if resource is None or problems:
+            message = "; ".join(problems)
+            p.condition("Invalid", "True", "InvalidSpec", message, event="Warning")
+            p.condition("Ready", "False", "InvalidSpec", message)
+            p.status.phase = "Invalid"
+            p.status.message = message[:300]
+            result = "invalid"
+        else:
+            p.condition("Invalid", "False", "Valid", "spec is valid")
+            with telemetry.timed_step(kind_name, "pass"):
+                run_pass(p, memo)
+            result = "ok"
+        p.status.observed_generation = generation
+        p.status.last_run_time = rfc3339(now)
+        ready = p.status.condition("Ready")
+        telemetry.READY.labels(kind=kind_name, namespace=namespace, name=name).set(
+            1.0 if ready is not None and ready.status == ConditionStatus.TRUE else 0.0
+        )
+        write_status(patch, p.status, previous)
+        for type_, reason, message in p.events:
+            kopf.event(body, type=type_, reason=reason, message=message)
+        telemetry.RECONCILES.labels(kind=kind_name, result=result).inc()
+
+    return reconcile
+
+
+def register_timer(
+    registry: kopf.OperatorRegistry, plural: str, fn: Handler, *, interval: float, id: str
+) -> None:
+    """A periodic handler for one kind, without a finalizer on the objects."""
+    kopf.timer(GROUP, VERSION, plural, interval=interval, id=id, registry=registry)(fn)
+    spawning = registry._spawning
+    spawning._handlers = [
+        dataclasses.replace(h, requires_finalizer=False) if h.id == id else h for h in spawning._handlers
+    ]

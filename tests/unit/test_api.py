@@ -1,0 +1,167 @@
+"""The API models: parsing helpers, conditions, selectors, windows, defaults."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from autoloop.api.common import (
+    ConditionStatus,
+    LabelSelector,
+    StatusBase,
+    format_cpu,
+    format_memory,
+    parse_duration,
+    parse_quantity,
+)
+from autoloop.api.maintenanceplan import Window
+from autoloop.api.optimizationloop import OptimizationLoop
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # a Wednesday
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("250m", 0.25),
+        ("1", 1.0),
+        (2, 2.0),
+        ("1.5", 1.5),
+        ("512Mi", 512 * 2**20),
+        ("1Gi", 2**30),
+        ("2G", 2e9),
+        ("100k", 1e5),
+    ],
+)
+def test_parse_quantity(text: str | int, value: float) -> None:
+    assert parse_quantity(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["lots", "1.5.2", "-1", "1 Gi", "Gi"])
+def test_parse_quantity_refuses_garbage(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid quantity"):
+        parse_quantity(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("5m", 300), ("1h30m", 5400), ("250ms", 0.25), ("1.5h", 5400)],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text).total_seconds() == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["1d", "every minute", "", "5"])
+def test_parse_duration_refuses_garbage(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration(text)
+
+
+def test_format_rounds_requests_up_never_down() -> None:
+    # 3 MiB + 1 byte must not become 3Mi: a request never shrinks by formatting.
+    assert format_memory(3 * 2**20 + 1) == "4Mi"
+    assert format_memory(3 * 2**20) == "3Mi"
+    assert format_cpu(0.2504) == "250m"
+    assert format_cpu(0.0001) == "1m"
+
+
+def test_condition_transition_time_moves_only_on_status_change() -> None:
+    status = StatusBase()
+    assert status.set_condition("Ready", "False", "Waiting", "a", generation=1, now=NOW)
+    first = status.condition("Ready")
+    assert first is not None and first.last_transition_time == "2026-11-25T12:00:00Z"
+    # Same status and reason an hour later: no transition, no Event.
+    assert not status.set_condition("Ready", "False", "Waiting", "b", generation=2, now=NOW + timedelta(hours=1))
+    again = status.condition("Ready")
+    assert again is not None
+    assert again.last_transition_time == "2026-11-25T12:00:00Z"
+    assert again.message == "b" and again.observed_generation == 2
+    # Status flips: transition time moves.
+    assert status.set_condition("Ready", "True", "Observing", "c", generation=2, now=NOW + timedelta(hours=2))
+    flipped = status.condition("Ready")
+    assert flipped is not None and flipped.status == ConditionStatus.TRUE
+    assert flipped.last_transition_time == "2026-11-25T14:00:00Z"
+    assert len(status.conditions) == 1
+
+
+def test_decision_history_is_bounded() -> None:
+    from autoloop.api.common import Decision
+
+    status = StatusBase()
+    for i in range(StatusBase.HISTORY_LIMIT + 7):
+        status.record(Decision(id=f"d{i}", time="t", action="Recommended"))
+    assert len(status.decisions) == StatusBase.HISTORY_LIMIT
+    assert status.decisions[-1].id == f"d{StatusBase.HISTORY_LIMIT + 6}"  # newest kept, oldest dropped
+
+
+@pytest.mark.parametrize(
+    ("selector", "labels", "matches"),
+    [
+        ({"matchLabels": {"a": "1"}}, {"a": "1", "b": "2"}, True),
+        ({"matchLabels": {"a": "1"}}, {"a": "2"}, False),
+        ({"matchExpressions": [{"key": "a", "operator": "In", "values": ["1", "3"]}]}, {"a": "3"}, True),
+        ({"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]}, {"a": "1"}, False),
+        ({"matchExpressions": [{"key": "a", "operator": "Exists"}]}, {}, False),
+        ({"matchExpressions": [{"key": "a", "operator": "DoesNotExist"}]}, {}, True),
+    ],
+)
+def test_label_selector(selector: dict[str, object], labels: dict[str, str], matches: bool) -> None:
+    assert LabelSelector.model_validate(selector).matches(labels) is matches
+
+
+def test_label_selector_query_string() -> None:
+    sel = LabelSelector.model_validate(
+        {"matchLabels": {"tier": "frontend"}, "matchExpressions": [{"key": "env", "operator": "In", "values": ["a", "b"]}]}
+    )
+    assert sel.to_query() == "tier=frontend,env in (a,b)"
+
+
+def test_window_openings_respect_days_and_time_zone() -> None:
+    # Mon and Wed 02:00-05:00 Berlin (UTC+1 in November). At Wed 12:00 UTC today's window is over,
+    # so the next openings are Mon 30 Nov and Wed 2 Dec, at 01:00 UTC.
+    w = Window(days=["Mon", "Wed"], start="02:00", end="05:00", time_zone="Europe/Berlin")
+    starts = [s.astimezone(UTC).isoformat() for s, _ in w.openings(NOW, days=7)]
+    assert starts == ["2026-11-30T01:00:00+00:00", "2026-12-02T01:00:00+00:00"]
+
+
+def test_window_inside_opening_is_reported() -> None:
+    w = Window(start="11:00", end="13:00")
+    start, end = w.openings(NOW, days=1)[0]
+    assert start <= NOW < end
+
+
+def test_window_unknown_time_zone() -> None:
+    with pytest.raises(ValueError, match="unknown time zone"):
+        Window(start="01:00", end="02:00", time_zone="Mars/Olympus").zone()
+
+
+def test_loop_defaults_fill_in() -> None:
+    loop = OptimizationLoop.model_validate(
+        {
+            "spec": {
+                "targetRef": {"name": "web"},
+                "objectives": [{"name": "latency", "metric": "LatencyP95"}],
+                "knobs": {"replicas": {"min": 1, "max": 3}},
+            }
+        }
+    )
+    assert loop.spec.mode == "Recommend"
+    assert loop.spec.interval == "1m"
+    assert loop.spec.safety.cooldown == "5m"
+    assert loop.spec.target_ref.kind == "Deployment"
+    assert loop.status.conditions == []
+
+
+def test_loop_refuses_unknown_metric() -> None:
+    with pytest.raises(ValidationError):
+        OptimizationLoop.model_validate(
+            {
+                "spec": {
+                    "targetRef": {"name": "web"},
+                    "objectives": [{"name": "x", "metric": "Happiness"}],
+                    "knobs": {"replicas": {"min": 1, "max": 3}},
+                }
+            }
+        )

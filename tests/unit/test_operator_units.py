@@ -1,0 +1,91 @@
+"""Operator pieces that need no cluster: due-ness, status writes, settings, spec checks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from autoloop.api.maintenanceplan import MaintenancePlan
+from autoloop.api.optimizationloop import OptimizationLoop, OptimizationLoopStatus
+from autoloop.operator import maintenanceplan, optimizationloop, wiring
+from autoloop.operator.settings import OperatorSettings
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def _status(generation: int, seconds_ago: float | None) -> OptimizationLoopStatus:
+    last = None if seconds_ago is None else (NOW - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return OptimizationLoopStatus(observed_generation=generation, last_run_time=last)
+
+
+@pytest.mark.parametrize(
+    ("status", "generation", "due"),
+    [
+        (_status(1, None), 1, True),  # never ran
+        (_status(1, 10), 2, True),  # spec changed: run now, whatever the interval
+        (_status(1, 10), 1, False),  # ran 10 s ago, interval 30 s
+        (_status(1, 30), 1, True),  # interval elapsed
+    ],
+)
+def test_is_due(status: OptimizationLoopStatus, generation: int, due: bool) -> None:
+    assert wiring.is_due(status, interval="30s", generation=generation, now=NOW) is due
+
+
+class _Patch:
+    def __init__(self) -> None:
+        self.status: dict[str, object] = {}
+
+
+def test_write_status_removes_keys_no_longer_set() -> None:
+    patch = _Patch()
+    previous = {"message": "old", "phase": "Waiting", "observedGeneration": 1}
+    status = OptimizationLoopStatus(observed_generation=1, phase="Observing")
+    wiring.write_status(patch, status, previous)  # type: ignore[arg-type]
+    # message is gone (merge-patch null), phase changed, unchanged keys are not re-sent.
+    assert patch.status["message"] is None
+    assert patch.status["phase"] == "Observing"
+    assert "observedGeneration" not in patch.status
+
+
+def test_settings_from_env_and_validate() -> None:
+    s = OperatorSettings.from_env(
+        {"AUTOLOOP_PROMETHEUS_URL": "http://p:9090", "AUTOLOOP_NAMESPACES": "a, b", "AUTOLOOP_TICK_SECONDS": "2.5"}
+    )
+    assert (s.prometheus_url, s.namespaces, s.tick_seconds) == ("http://p:9090", ["a", "b"], 2.5)
+    s.validate()
+    with pytest.raises(ValueError, match="http"):
+        OperatorSettings(prometheus_url="p:9090").validate()
+
+
+def _loop(query: str) -> OptimizationLoop:
+    return OptimizationLoop.model_validate(
+        {
+            "spec": {
+                "targetRef": {"name": "web"},
+                "objectives": [{"name": "q", "query": query}],
+                "knobs": {"replicas": {"min": 1, "max": 3}},
+            }
+        }
+    )
+
+
+def test_loop_spec_problems_refuse_foreign_namespace_query() -> None:
+    problems = optimizationloop.spec_problems(_loop('up{namespace="kube-system"}'), "team-a")
+    assert len(problems) == 1 and "objective q" in problems[0] and "kube-system" in problems[0]
+    assert optimizationloop.spec_problems(_loop("up"), "team-a") == []
+
+
+def test_plan_spec_problems_unknown_time_zone_and_zero_concurrency() -> None:
+    plan = MaintenancePlan.model_validate(
+        {
+            "spec": {
+                "nodes": ["n1"],
+                "windows": [{"start": "01:00", "end": "02:00", "timeZone": "Nowhere/City"}],
+                "maxConcurrent": "0%",
+            }
+        }
+    )
+    problems = maintenanceplan.spec_problems(plan, "ns")
+    assert any("unknown time zone" in p for p in problems)
+    assert any("maxConcurrent" in p for p in problems)
