@@ -12,14 +12,14 @@ from autoloop import __version__
 def cmd_crds(args: argparse.Namespace) -> int:
     """Write (or, with --check, compare) crds/*.yaml from the API models."""
     from autoloop.api import KINDS
-    from autoloop.api.crd import render_yaml
+    from autoloop.api.crd import render_reference, render_yaml
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     drift = []
-    for kind in KINDS:
-        path = out / f"{kind.PLURAL}.yaml"
-        text = render_yaml(kind)
+    files = {out / f"{kind.PLURAL}.yaml": render_yaml(kind) for kind in KINDS}
+    files[Path(args.reference)] = render_reference(KINDS)
+    for path, text in files.items():
         if args.check:
             if not path.exists() or path.read_text() != text:
                 drift.append(str(path))
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     crds = sub.add_parser("crds", help="generate crds/*.yaml from the API models")
     crds.add_argument("--output", "-o", default="crds")
+    crds.add_argument("--reference", default="docs/api-reference.md", help="where the field reference goes")
     crds.add_argument("--check", action="store_true", help="exit 1 if the files differ from the models")
     crds.set_defaults(fn=cmd_crds)
 

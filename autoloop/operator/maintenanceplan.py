@@ -87,7 +87,9 @@ def run_pass(p: PlanPass, memo: kopf.Memo) -> None:
         p.waiting("NoNodes", "no node matches the plan")
         return
     if upcoming is None:
-        p.condition("WindowsOpen", "False", "NeverOpens", "no window opens in the next 8 days", event="Warning")
+        p.condition(
+            "WindowsOpen", "False", "NeverOpens", "no window opens in the next 8 days", event="Warning"
+        )
     else:
         p.condition("WindowsOpen", "True", "Scheduled", f"next window starts {rfc3339(upcoming)}")
     if plan.spec.suspend:

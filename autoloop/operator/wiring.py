@@ -148,8 +148,16 @@ def make_reconciler(
             result = "invalid"
         else:
             p.condition("Invalid", "False", "Valid", "spec is valid")
+            before = p.status.condition("Ready")
             with telemetry.timed_step(kind_name, "pass"):
                 run_pass(p, memo)
+            after = p.status.condition("Ready")
+            if (
+                after is not None
+                and after.status == ConditionStatus.TRUE
+                and (before is None or before.status != ConditionStatus.TRUE)
+            ):
+                p.event("Normal", after.reason, after.message)
             result = "ok"
         p.status.observed_generation = generation
         p.status.last_run_time = rfc3339(now)

@@ -20,6 +20,13 @@ def test_checked_in_crd_matches_models(kind: Any) -> None:
     assert path.read_text() == render_yaml(kind), f"{path} drifted from the models: run `autoloop crds`"
 
 
+def test_field_reference_matches_models() -> None:
+    from autoloop.api.crd import render_reference
+
+    path = ROOT / "docs" / "api-reference.md"
+    assert path.read_text() == render_reference(KINDS), "docs/api-reference.md drifted: run `autoloop crds`"
+
+
 def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []
     if isinstance(node, dict):

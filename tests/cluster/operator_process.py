@@ -1,0 +1,174 @@
+"""Install autoloop's manifests into the dev cluster and run the operator as a real process.
+
+The operator authenticates with a token of the `autoloop` ServiceAccount from manifests/, so
+every call it makes goes through the RBAC rules we ship: a missing permission fails the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.5, what: str = "") -> Any:
+    """Poll until predicate returns something truthy; fail with `what` after timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except Exception as exc:  # the thing polled may not exist yet
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def service_account_kubeconfig(control_plane: Any, path: Path) -> Path:
+    """A kubeconfig for system:serviceaccount:autoloop-system:autoloop (a bound token)."""
+    token = control_plane.kubectl(
+        "-n", "autoloop-system", "create", "token", "autoloop", "--duration=4h"
+    ).stdout
+    admin = yaml.safe_load(Path(control_plane.kubeconfig).read_text())
+    cluster = admin["clusters"][0]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": "autoloop", "user": {"token": token.strip()}}],
+        "contexts": [{"name": "autoloop", "context": {"cluster": cluster["name"], "user": "autoloop"}}],
+        "current-context": "autoloop",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@dataclass
+class OperatorProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    metrics_url: str
+    healthz_url: str
+    kubeconfig: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            return str(response.read().decode())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def install(control_plane: Any) -> None:
+    """`kubectl apply -k manifests/` as a user would; the in-cluster Deployment is scaled to 0
+    because the tests run the operator from this checkout (no image registry here)."""
+    control_plane.kubectl("apply", "-k", str(ROOT / "manifests"))
+    for crd in ("optimizationloops", "resourceallocations", "maintenanceplans"):
+        control_plane.kubectl(
+            "wait", "--for=condition=Established", f"crd/{crd}.autoloop.x0tta6bl4.io", "--timeout=60s"
+        )
+    control_plane.kubectl("-n", "autoloop-system", "scale", "deployment/autoloop", "--replicas=0")
+
+
+def start(control_plane: Any, prometheus_url: str, workdir: Path, *, tick: float = 1.0) -> OperatorProcess:
+    kubeconfig = service_account_kubeconfig(control_plane, workdir / "operator.kubeconfig")
+    metrics_port, liveness_port = free_port(), free_port()
+    log_path = workdir / f"operator-{int(time.time() * 1000)}.log"
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "AUTOLOOP_PROMETHEUS_URL": prometheus_url,
+        "PYTHONUNBUFFERED": "1",
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "autoloop.cli",
+                "run",
+                "--metrics-port",
+                str(metrics_port),
+                "--liveness-port",
+                str(liveness_port),
+                "--tick",
+                str(tick),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    op = OperatorProcess(
+        process=process,
+        log_path=log_path,
+        metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+        healthz_url=f"http://127.0.0.1:{liveness_port}/healthz",
+        kubeconfig=kubeconfig,
+    )
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"operator exited with {process.returncode}:\n{op.log()[-4000:]}")
+        with urllib.request.urlopen(op.healthz_url, timeout=2) as response:
+            return bool(response.status == 200)
+
+    try:
+        wait_until(healthy, timeout=60, what="operator /healthz")
+    except AssertionError:
+        op.stop()
+        raise
+    return op
+
+
+def get_json(control_plane: Any, namespace: str, *args: str) -> dict[str, Any]:
+    out = control_plane.kubectl("-n", namespace, "get", *args, "-o", "json").stdout
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def condition(obj: dict[str, Any], type: str) -> dict[str, Any] | None:
+    for c in obj.get("status", {}).get("conditions", []):
+        if c.get("type") == type:
+            return dict(c)
+    return None
+
+
+def operator_fixture(control_plane: Any, prometheus: Any, tmp_path_factory: Any) -> Iterator[OperatorProcess]:
+    install(control_plane)
+    op = start(control_plane, prometheus.url, tmp_path_factory.mktemp("operator"))
+    try:
+        yield op
+    finally:
+        op.stop()
+        sys.stderr.write("---- operator log (tail) ----\n" + op.log()[-6000:] + "\n")
