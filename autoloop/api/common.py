@@ -133,7 +133,7 @@ class TargetRef(ApiModel):
                     "message": "targetRef.apiVersion must be apps/v1",
                 },
                 {
-                    "rule": "!has(self.__namespace__)",
+                    "rule": "!has(self.namespace)",
                     "message": "targetRef cannot name a namespace: autoloop acts only in the resource's own namespace",
                 },
             ]
@@ -151,6 +151,11 @@ class TargetRef(ApiModel):
         max_length=253,
         pattern=NAME_PATTERN,
         description="Name of the target in the same namespace (cross-namespace targets are refused).",
+    )
+    namespace: str | None = Field(
+        default=None,
+        max_length=63,
+        description="Must be left out: a target is always in the resource's own namespace.",
     )
 
 

@@ -53,6 +53,11 @@ def _drop_null(node: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
+def _is_nullable(node: dict[str, Any]) -> bool:
+    """An optional (`X | None`) field: absent means 'not set', so it must get no default."""
+    return any(o.get("type") == "null" for o in node.get("anyOf", []) + node.get("oneOf", []))
+
+
 def _structural(node: Any) -> Any:
     if isinstance(node, list):
         return [_structural(item) for item in node]
@@ -64,6 +69,7 @@ def _structural(node: Any) -> Any:
     elif "anyOf" in node:
         raise ValueError(f"cannot express a union in a structural schema: {node}")
     out: dict[str, Any] = {}
+    nullable: set[str] = set()
     for key, value in node.items():
         if key in _DROPPED_KEYS:
             continue
@@ -76,6 +82,7 @@ def _structural(node: Any) -> Any:
             out["maximum"], out["exclusiveMaximum"] = value, True
             continue
         if key == "properties":
+            nullable = {name for name, prop in value.items() if _is_nullable(prop)}
             out[key] = {name: _structural(prop) for name, prop in value.items()}
             continue
         out[key] = _structural(value)
@@ -88,9 +95,16 @@ def _structural(node: Any) -> Any:
     if "enum" in out and "type" not in out:
         out["type"] = "string"
     if "properties" in out:
-        required = set(out.get("required", []))
+        required = set(out.get("required", [])) | nullable
         for name, prop in out["properties"].items():
-            if name not in required and prop.get("type") == "object" and "properties" in prop:
+            # `default: {}` lets the apiserver fill nested defaults. Not for optional fields
+            # (an absent selector must stay absent) nor objects with required fields.
+            if (
+                name not in required
+                and prop.get("type") == "object"
+                and "properties" in prop
+                and not prop.get("required")
+            ):
                 prop.setdefault("default", {})
     return out
 

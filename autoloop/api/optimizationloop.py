@@ -242,7 +242,7 @@ class OptimizationLoopStatus(StatusBase):
     model_version: str | None = None
     last_change_time: str | None = None
     anomalies: list[dict[str, Any]] = Field(
-        default_factory=list, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+        default_factory=list, description="Anomalies active now (bounded)", json_schema_extra={"maxItems": 20}
     )
     analysis: dict[str, Any] | None = Field(
         default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}

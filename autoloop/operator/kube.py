@@ -24,6 +24,10 @@ class TargetNotFound(Exception):
     """The workload a resource names does not exist in its namespace."""
 
 
+class StatusRejected(Exception):
+    """The apiserver refused a status write (a bug on our side: the status broke the schema)."""
+
+
 class Conflict(Exception):
     """The object changed under us (HTTP 409); the pass retries with fresh data."""
 
@@ -36,6 +40,7 @@ class Clients:
     core: client.CoreV1Api
     apps: client.AppsV1Api
     policy: client.PolicyV1Api
+    custom: client.CustomObjectsApi
 
     @classmethod
     def connect(cls) -> Clients:
@@ -45,7 +50,11 @@ class Clients:
             config.load_kube_config()
         api = client.ApiClient()
         return cls(
-            api=api, core=client.CoreV1Api(api), apps=client.AppsV1Api(api), policy=client.PolicyV1Api(api)
+            api=api,
+            core=client.CoreV1Api(api),
+            apps=client.AppsV1Api(api),
+            policy=client.PolicyV1Api(api),
+            custom=client.CustomObjectsApi(api),
         )
 
 
@@ -226,3 +235,17 @@ def list_deployments(clients: Clients, namespace: str, label_selector: str) -> l
     """Names of the Deployments in a namespace matching a selector."""
     items: list[Any] = clients.apps.list_namespaced_deployment(namespace, label_selector=label_selector).items
     return sorted(str(d.metadata.name) for d in items)
+
+
+def patch_status(clients: Clients, *, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Merge-patch the status subresource of one of our resources."""
+    try:
+        clients.custom.patch_namespaced_custom_object_status(
+            GROUP, "v1alpha1", namespace, plural, name, {"status": status}
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return  # deleted meanwhile: nothing to report on
+        if exc.status == 422:
+            raise StatusRejected(str(exc.body)[:2000]) from exc
+        raise

@@ -31,6 +31,11 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     for module in (optimizationloop, resourceallocation, maintenanceplan):
         module.register(registry, settings)
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        """In-cluster ServiceAccount first, then KUBECONFIG (a custom registry has no default login)."""
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
     @kopf.on.startup(registry=registry)
     def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings)
@@ -50,6 +55,8 @@ def run(settings: OperatorSettings) -> None:
         ),
     )
     kopf.configure(verbose=False)
+    # One INFO line per timer tick per object drowns everything else; keep warnings and errors.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
         registry=build_registry(settings),
         clusterwide=not settings.namespaces,

@@ -31,7 +31,7 @@ from autoloop.api.common import (
     parse_duration,
     rfc3339,
 )
-from autoloop.operator import telemetry
+from autoloop.operator import kube, telemetry
 
 R = TypeVar("R", bound=ApiModel)
 S = TypeVar("S", bound=StatusBase)
@@ -78,15 +78,12 @@ def is_due(status: StatusBase, *, interval: str, generation: int, now: datetime)
     return now - last >= parse_duration(interval) - timedelta(milliseconds=500)
 
 
-def write_status(patch: kopf.Patch, status: StatusBase, previous: dict[str, Any]) -> None:
-    """Put the whole status model in the patch; keys we no longer set are removed (merge-patch null)."""
+def status_patch(status: StatusBase, previous: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch from the previous status to this one; keys we no longer set become null."""
     new = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-    for key in previous:
-        if key not in new:
-            patch.status[key] = None
-    for key, value in new.items():
-        if previous.get(key) != value:
-            patch.status[key] = value
+    patch: dict[str, Any] = {key: None for key in previous if key not in new}
+    patch.update({key: value for key, value in new.items() if previous.get(key) != value})
+    return patch
 
 
 def _validation_messages(exc: ValidationError) -> list[str]:
@@ -110,7 +107,6 @@ def make_reconciler(
         meta: kopf.Meta,
         namespace: str,
         name: str,
-        patch: kopf.Patch,
         memo: kopf.Memo,
         **_: Any,
     ) -> None:
@@ -165,7 +161,21 @@ def make_reconciler(
         telemetry.READY.labels(kind=kind_name, namespace=namespace, name=name).set(
             1.0 if ready is not None and ready.status == ConditionStatus.TRUE else 0.0
         )
-        write_status(patch, p.status, previous)
+        # The status is written here rather than through kopf's patch: kopf applies that patch
+        # after the handler, and a refused patch there stops the object's timer for good.
+        plural: str = kind.PLURAL  # type: ignore[attr-defined]
+        try:
+            kube.patch_status(
+                memo.clients,
+                plural=plural,
+                namespace=namespace,
+                name=name,
+                status=status_patch(p.status, previous),
+            )
+        except kube.StatusRejected as exc:
+            telemetry.RECONCILES.labels(kind=kind_name, result="status-rejected").inc()
+            kopf.event(body, type="Warning", reason="StatusRejected", message=str(exc)[:1000])
+            raise kopf.TemporaryError(f"status write refused: {exc}", delay=60) from exc
         for type_, reason, message in p.events:
             kopf.event(body, type=type_, reason=reason, message=message)
         telemetry.RECONCILES.labels(kind=kind_name, result=result).inc()

@@ -169,7 +169,8 @@ def test_spec_is_never_written_and_deletion_is_clean(
     assert remaining.strip() == ""
 
 
-def test_operator_metrics_and_rbac(control_plane: Any, operator: Any) -> None:
+def test_operator_metrics_and_rbac(control_plane: Any, namespace: str, operator: Any) -> None:
+    _apply_examples(control_plane, namespace)
     text = opp.wait_until(
         lambda: (lambda m: m if "autoloop_reconcile_total{" in m else None)(operator.metrics()),
         timeout=60,
@@ -183,8 +184,11 @@ def test_operator_metrics_and_rbac(control_plane: Any, operator: Any) -> None:
         return out.stdout.strip() == "yes"
 
     assert can("patch", "deployments", "-n", "default")
-    assert can("create", "pods/eviction", "-n", "default")
-    assert can("patch", "optimizationloops/status", "-n", "default")
+    assert can("create", "pods", "--subresource=eviction", "-n", "default")
+    assert can("patch", "optimizationloops.autoloop.x0tta6bl4.io", "--subresource=status", "-n", "default")
+    assert not can(
+        "update", "optimizationloops.autoloop.x0tta6bl4.io", "-n", "default"
+    )  # patch only: kopf's annotations
     assert not can("get", "secrets", "-n", "default")
     assert not can("delete", "pods", "-n", "default")
     assert not can("update", "nodes")

@@ -73,7 +73,7 @@ def test_cel_rules_reach_the_schema() -> None:
         "quantity(string(self.min)).compareTo(quantity(string(self.max))) <= 0",
         "has(self.metric) != has(self.query)",
         "self.start < self.end",
-        "!has(self.__namespace__)",
+        "!has(self.namespace)",
     ):
         assert rule in text, rule
 

@@ -15,7 +15,9 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def _status(generation: int, seconds_ago: float | None) -> OptimizationLoopStatus:
-    last = None if seconds_ago is None else (NOW - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    last = (
+        None if seconds_ago is None else (NOW - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
     return OptimizationLoopStatus(observed_generation=generation, last_run_time=last)
 
 
@@ -32,25 +34,23 @@ def test_is_due(status: OptimizationLoopStatus, generation: int, due: bool) -> N
     assert wiring.is_due(status, interval="30s", generation=generation, now=NOW) is due
 
 
-class _Patch:
-    def __init__(self) -> None:
-        self.status: dict[str, object] = {}
-
-
-def test_write_status_removes_keys_no_longer_set() -> None:
-    patch = _Patch()
+def test_status_patch_removes_keys_no_longer_set() -> None:
     previous = {"message": "old", "phase": "Waiting", "observedGeneration": 1}
     status = OptimizationLoopStatus(observed_generation=1, phase="Observing")
-    wiring.write_status(patch, status, previous)  # type: ignore[arg-type]
+    patch = wiring.status_patch(status, previous)
     # message is gone (merge-patch null), phase changed, unchanged keys are not re-sent.
-    assert patch.status["message"] is None
-    assert patch.status["phase"] == "Observing"
-    assert "observedGeneration" not in patch.status
+    assert patch["message"] is None
+    assert patch["phase"] == "Observing"
+    assert "observedGeneration" not in patch
 
 
 def test_settings_from_env_and_validate() -> None:
     s = OperatorSettings.from_env(
-        {"AUTOLOOP_PROMETHEUS_URL": "http://p:9090", "AUTOLOOP_NAMESPACES": "a, b", "AUTOLOOP_TICK_SECONDS": "2.5"}
+        {
+            "AUTOLOOP_PROMETHEUS_URL": "http://p:9090",
+            "AUTOLOOP_NAMESPACES": "a, b",
+            "AUTOLOOP_TICK_SECONDS": "2.5",
+        }
     )
     assert (s.prometheus_url, s.namespaces, s.tick_seconds) == ("http://p:9090", ["a", "b"], 2.5)
     s.validate()
