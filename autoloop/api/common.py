@@ -51,6 +51,10 @@ Quantity = Annotated[
 """A Kubernetes quantity: `250m`, `1`, `512Mi`. Integers are accepted as YAML writes them."""
 
 
+IntOrString = Annotated[int | str, WithJsonSchema({"x-kubernetes-int-or-string": True})]
+"""A value such as a replica count or a quantity string."""
+
+
 def parse_duration(text: str) -> timedelta:
     """Seconds in a Go-style duration; raises ValueError on anything else."""
     if not re.fullmatch(DURATION_PATTERN, text):
@@ -278,8 +282,8 @@ class Decision(ApiModel):
     )
     target: str = ""
     observed: dict[str, float] = Field(default_factory=dict)
-    current: dict[str, str] = Field(default_factory=dict)
-    proposed: dict[str, str] = Field(default_factory=dict)
+    current: dict[str, IntOrString] = Field(default_factory=dict)
+    proposed: dict[str, IntOrString] = Field(default_factory=dict)
     predicted: dict[str, float] = Field(default_factory=dict)
     measured: dict[str, float] = Field(default_factory=dict)
     verdicts: list[RuleVerdict] = Field(default_factory=list)

@@ -30,7 +30,10 @@ class Window(ApiModel):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                {"rule": "self.start < self.end", "message": "window start must be before end"}
+                {
+                    "rule": "self.start != self.end",
+                    "message": "window start and end must differ (an end before the start runs past midnight)",
+                }
             ]
         }
     )
@@ -42,7 +45,11 @@ class Window(ApiModel):
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     start: str = Field(pattern=TIME_OF_DAY_PATTERN, max_length=5, description="HH:MM, inclusive.")
-    end: str = Field(pattern=TIME_OF_DAY_PATTERN, max_length=5, description="HH:MM, exclusive.")
+    end: str = Field(
+        pattern=TIME_OF_DAY_PATTERN,
+        max_length=5,
+        description="HH:MM, exclusive; before start means overnight.",
+    )
     time_zone: str = Field(default="UTC", max_length=64, description="IANA time zone name.")
 
     def zone(self) -> ZoneInfo:
@@ -66,6 +73,8 @@ class Window(ApiModel):
                 continue
             begin = datetime(day.year, day.month, day.day, start_h, start_m, tzinfo=zone)
             end = datetime(day.year, day.month, day.day, end_h, end_m, tzinfo=zone)
+            if end <= begin:  # an overnight window, e.g. 22:00-06:00, ends the next day
+                end += timedelta(days=1)
             if end > after:
                 result.append((begin, end))
         return result

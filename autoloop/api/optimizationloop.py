@@ -231,6 +231,9 @@ class Recommendation(ApiModel):
 class OptimizationLoopStatus(StatusBase):
     current: Settings | None = None
     baseline: Settings | None = Field(default=None, description="Settings when the loop first ran.")
+    baseline_observed: dict[str, float] = Field(
+        default_factory=dict, description="Objective values when the loop first ran: the starting point."
+    )
     recommendation: Recommendation | None = None
     pending_decision: str | None = Field(
         default=None, description="Decision id recorded before apply; cleared once confirmed."

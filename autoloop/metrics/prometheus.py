@@ -29,7 +29,9 @@ class PrometheusSource:
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (RequestException, PrometheusApiClientException, OSError) as exc:
+        except PrometheusApiClientException as exc:
+            raise MetricsUnavailable("QueryFailed", f"Prometheus at {self.url} refused the query: {exc}") from exc
+        except (RequestException, OSError) as exc:
             raise MetricsUnavailable("PrometheusUnreachable", f"Prometheus at {self.url}: {exc}") from exc
 
     def healthy(self) -> bool:
@@ -59,7 +61,7 @@ class PrometheusSource:
             query=query,
             start_time=datetime.fromtimestamp(start, UTC),
             end_time=datetime.fromtimestamp(end, UTC),
-            step=f"{step:g}s",
+            step=f"{step:g}",
         )
         if not result:
             raise MetricsUnavailable("NoData", f"query returned no series: {query}")

@@ -29,7 +29,7 @@ def escape_regex_literal(value: str) -> str:
     return escape_label_value(re.escape(value))
 
 
-def _pod_regex(workload: str) -> str:
+def pod_regex(workload: str) -> str:
     """Pods of a Deployment are named <name>-<replicaset hash>-<suffix>; StatefulSets <name>-<ordinal>."""
     return f"{escape_regex_literal(workload)}-[a-z0-9]+(-[a-z0-9]+)?"
 
@@ -38,7 +38,7 @@ def builtin_query(metric: str, *, namespace: str, workload: str, window: str = "
     """The PromQL for a built-in objective of one workload, with every name escaped."""
     ns = escape_label_value(namespace)
     svc = escape_label_value(workload)
-    pods = _pod_regex(workload)
+    pods = pod_regex(workload)
     sel_pods = f'namespace="{ns}",pod=~"{pods}",container!="",container!="POD"'
     sel_svc = f'namespace="{ns}",service="{svc}"'
     if metric in ("LatencyP95", "LatencyP99"):
@@ -67,7 +67,7 @@ def builtin_query(metric: str, *, namespace: str, workload: str, window: str = "
 def usage_query(resource: str, *, namespace: str, workload: str, window: str = "2m") -> str:
     """Per-pod average usage of a workload: cores for cpu, bytes for memory."""
     ns = escape_label_value(namespace)
-    sel = f'namespace="{ns}",pod=~"{_pod_regex(workload)}",container!="",container!="POD"'
+    sel = f'namespace="{ns}",pod=~"{pod_regex(workload)}",container!="",container!="POD"'
     if resource == "cpu":
         return f"avg(sum by (pod) (rate(container_cpu_usage_seconds_total{{{sel}}}[{window}])))"
     if resource == "memory":

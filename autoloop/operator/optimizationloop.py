@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, Final
 
 import kopf
+from pydantic import ValidationError
 
-from autoloop.api.common import Mode, format_cpu, format_memory
+from autoloop.api.common import (
+    GROUP,
+    Decision,
+    Mode,
+    RuleVerdict,
+    format_cpu,
+    format_memory,
+    parse_duration,
+    parse_quantity,
+    rfc3339,
+)
 from autoloop.api.optimizationloop import (
     BuiltinMetric,
     OptimizationLoop,
     OptimizationLoopStatus,
+    Recommendation,
     Settings,
 )
+from autoloop.engines import loop as engine
+from autoloop.engines import safety
 from autoloop.metrics.queries import QueryRefused, builtin_query, scope_query
 from autoloop.metrics.source import MetricSource, MetricsUnavailable
+from autoloop.metrics.workload import SignalQueries, fetch_windows
 from autoloop.operator import kube, telemetry, wiring
 from autoloop.operator.settings import OperatorSettings
 
@@ -78,6 +95,13 @@ def observe(
     return values
 
 
+APPROVE_ANNOTATION: Final = f"{GROUP}/approve"
+"""Set on a loop to a recommendation's decision id to have autoloop apply exactly that decision once."""
+REAPPLY_WITHIN: Final = timedelta(minutes=10)
+"""A recorded-but-unconfirmed decision older than this is abandoned instead of applied late."""
+LATENCY_METRICS: Final = (BuiltinMetric.LATENCY_P95, BuiltinMetric.LATENCY_P99)
+
+
 def current_settings(workload: kube.Workload) -> Settings:
     return Settings(
         replicas=workload.replicas,
@@ -86,8 +110,306 @@ def current_settings(workload: kube.Workload) -> Settings:
     )
 
 
+def engine_settings(workload: kube.Workload) -> dict[str, float]:
+    """The target's settings in base units, as the loop engine reads them."""
+    out = {"replicas": float(workload.replicas)}
+    for key, value in (
+        ("cpu_request", workload.cpu_request),
+        ("memory_request", workload.memory_request),
+        ("cpu_limit", workload.cpu_limit),
+        ("memory_limit", workload.memory_limit),
+    ):
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def status_settings(settings: dict[str, float]) -> Settings:
+    return Settings(
+        replicas=round(settings["replicas"]) if "replicas" in settings else None,
+        cpu=format_cpu(settings["cpu_request"]) if "cpu_request" in settings else None,
+        memory=format_memory(settings["memory_request"]) if "memory_request" in settings else None,
+    )
+
+
+def engine_config(loop: OptimizationLoop, namespace: str) -> engine.LoopConfig:
+    """The loop's spec in the loop engine's terms (base units, one latency and one error SLO)."""
+    spec = loop.spec
+    bounds: dict[str, tuple[float, float]] = {}
+    if spec.knobs.replicas is not None:
+        bounds["replicas"] = (float(max(spec.knobs.replicas.min, 1)), float(spec.knobs.replicas.max))
+    if spec.knobs.cpu is not None:
+        bounds["cpu_request"] = (parse_quantity(spec.knobs.cpu.min), parse_quantity(spec.knobs.cpu.max))
+    if spec.knobs.memory is not None:
+        bounds["memory_request"] = (
+            parse_quantity(spec.knobs.memory.min),
+            parse_quantity(spec.knobs.memory.max),
+        )
+    latency = next((o for o in spec.objectives if o.metric in LATENCY_METRICS or o.name == "latency"), None)
+    errors = next(
+        (o for o in spec.objectives if o.metric == BuiltinMetric.ERROR_RATIO or o.name == "errors"), None
+    )
+    cost = next((o for o in spec.objectives if o.metric == BuiltinMetric.COST), None)
+    defaults = engine.LoopConfig.model_fields
+    return engine.LoopConfig(
+        namespace=namespace,
+        target=safety.Target(
+            namespace=namespace, kind=spec.target_ref.kind, name=spec.target_ref.name, api_version="apps/v1"
+        ),
+        mode=str(spec.mode),
+        bounds=bounds,
+        latency_slo_seconds=(
+            latency.target if latency and latency.target else defaults["latency_slo_seconds"].default
+        ),
+        error_slo_ratio=errors.target if errors and errors.target else defaults["error_slo_ratio"].default,
+        weight_cost=cost.weight if cost else 0.0,
+        weight_latency=latency.weight if latency else 1.0,
+        max_step_percent=spec.safety.max_step_percent,
+        cooldown_seconds=parse_duration(spec.safety.cooldown).total_seconds(),
+        max_changes_per_hour=spec.safety.max_changes_per_hour,
+        min_confidence=spec.safety.min_confidence,
+        settle_seconds=parse_duration(spec.safety.rollback.settle_window).total_seconds(),
+        refit_interval_seconds=parse_duration(spec.learning.refit_interval).total_seconds(),
+        cpu_price_per_core_hour=spec.pricing.cpu_core_hour,
+        memory_price_per_gib_hour=spec.pricing.memory_gib_hour,
+    )
+
+
+def signal_queries(loop: OptimizationLoop, namespace: str) -> SignalQueries:
+    """Built-in signal queries, with the latency or error query replaced by an objective's own PromQL."""
+    base = SignalQueries.builtin(namespace=namespace, workload=loop.spec.target_ref.name)
+    overrides: dict[str, str] = {}
+    for o in loop.spec.objectives:
+        if o.query is not None and o.name in ("latency", "errors"):
+            key = "latency_p95" if o.name == "latency" else "error_ratio"
+            overrides[key] = scope_query(o.query, namespace=namespace)
+        elif o.metric == BuiltinMetric.LATENCY_P99:
+            overrides["latency_p95"] = builtin_query(
+                "LatencyP99", namespace=namespace, workload=loop.spec.target_ref.name, window="1m"
+            )
+    return replace(base, **overrides)
+
+
+def workload_patch(
+    workload: kube.Workload, proposed: Settings, *, decision_id: str, owner: str
+) -> dict[str, Any]:
+    """A patch that moves the target to `proposed`, keeping each limit's ratio to its request."""
+    resources: dict[str, dict[str, str]] = {}
+    for key, value, request, limit in (
+        ("cpu", proposed.cpu, workload.cpu_request, workload.cpu_limit),
+        ("memory", proposed.memory, workload.memory_request, workload.memory_limit),
+    ):
+        if value is None or (request is not None and abs(parse_quantity(value) - request) < 1e-9):
+            continue
+        resources.setdefault("requests", {})[key] = value
+        if limit is not None and request:
+            scaled = parse_quantity(value) * limit / request
+            resources.setdefault("limits", {})[key] = (
+                format_cpu(scaled) if key == "cpu" else format_memory(scaled)
+            )
+    replicas = proposed.replicas if proposed.replicas not in (None, workload.replicas) else None
+    return kube.build_workload_patch(
+        container=workload.container,
+        decision_id=decision_id,
+        owner=owner,
+        replicas=replicas,
+        resources=resources or None,
+    )
+
+
+def _record(p: LoopPass, action: str, d: engine.Decision, workload: kube.Workload) -> Decision:
+    explanation = d.explanation
+    text = explanation.proposed
+    if explanation.validator and explanation.validator != ["accepted"]:
+        text += " | safety: " + "; ".join(explanation.validator)
+    if explanation.policy_rule:
+        text += f" | learned policy: {explanation.policy_rule}"
+    decision = Decision(
+        id=d.id,
+        time=rfc3339(p.now),
+        action=action,
+        target=f"{workload.kind}/{workload.name}",
+        observed={k: round(v, 6) for k, v in explanation.saw.items()},
+        current=current_settings(workload).wire(),
+        proposed=status_settings(d.settings).wire() if d.settings else {},
+        predicted={k: round(v, 6) for k, v in explanation.predicted.items()},
+        verdicts=[RuleVerdict(rule=v.rule, passed=v.passed, reason=v.reason) for v in d.verdicts],
+        explanation=text[:4000],
+    )
+    p.status.record(decision)
+    telemetry.DECISIONS.labels(kind=KIND, action=action).inc()
+    return decision
+
+
+def apply_decision(p: LoopPass, clients: kube.Clients, workload: kube.Workload, decision: Decision) -> None:
+    """Intent, act, confirm: record the pending id in status, patch the target with it, then clear it."""
+    p.status.pending_decision = decision.id
+    kube.patch_status(
+        clients,
+        plural=PLURAL,
+        namespace=p.namespace,
+        name=p.name,
+        status={
+            "pendingDecision": decision.id,
+            "decisions": [d.wire() for d in p.status.decisions],
+            "engineState": p.status.engine_state,
+        },
+    )
+    proposed = Settings.model_validate(decision.proposed)
+    patch = workload_patch(workload, proposed, decision_id=decision.id, owner=f"{p.namespace}/{p.name}")
+    kube.patch_workload(clients, p.namespace, p.resource.spec.target_ref, patch)
+    p.status.pending_decision = None
+    p.status.last_change_time = rfc3339(p.now)
+
+
+def resolve_pending(p: LoopPass, clients: kube.Clients, workload: kube.Workload) -> None:
+    """After a crash between intent and confirm: the target's annotation says whether it happened."""
+    pending = p.status.pending_decision
+    if pending is None:
+        return
+    decision = next((d for d in p.status.decisions if d.id == pending), None)
+    if workload.annotations.get(kube.DECISION_ANNOTATION) == pending:
+        p.status.pending_decision = None
+        p.event("Normal", "Confirmed", f"decision {pending} found applied on the target after a restart")
+        return
+    recorded_at = datetime.fromisoformat(decision.time.replace("Z", "+00:00")) if decision else None
+    if decision is None or recorded_at is None or p.now - recorded_at > REAPPLY_WITHIN:
+        p.status.pending_decision = None
+        p.event(
+            "Warning", "Abandoned", f"decision {pending} was recorded but never applied; too old to apply now"
+        )
+        return
+    apply_decision(p, clients, workload, decision)
+    p.event("Normal", "Applied", f"decision {pending} applied after a restart: {decision.proposed}")
+
+
+def approve_recommendation(p: LoopPass, clients: kube.Clients, workload: kube.Workload) -> bool:
+    """Apply the recommendation named by the approve annotation, exactly once; True if it did."""
+    wanted = p.annotations.get(APPROVE_ANNOTATION)
+    rec = p.status.recommendation
+    if not wanted or rec is None or rec.approved or rec.decision_id != wanted:
+        return False
+    decision = Decision(
+        id=f"{wanted}-approved",
+        time=rfc3339(p.now),
+        action="Approved",
+        target=f"{workload.kind}/{workload.name}",
+        current=current_settings(workload).wire(),
+        proposed=rec.settings.wire(),
+        explanation=f"approved by annotation {APPROVE_ANNOTATION}={wanted}",
+    )
+    p.status.record(decision)
+    rec.approved = True
+    apply_decision(p, clients, workload, decision)
+    telemetry.DECISIONS.labels(kind=KIND, action="Approved").inc()
+    p.event("Normal", "Approved", f"applied approved recommendation {wanted}: {decision.proposed}")
+    return True
+
+
+def update_improvement(p: LoopPass, observed: dict[str, float]) -> None:
+    """Change of each objective against the starting point, in percent (positive is better)."""
+    if not p.status.baseline_observed:
+        p.status.baseline_observed = dict(observed)
+    improvement: dict[str, float] = {}
+    for o in p.resource.spec.objectives:
+        base, now = p.status.baseline_observed.get(o.name), observed.get(o.name)
+        if base is None or now is None or abs(base) < 1e-12:
+            continue
+        change = (base - now) / abs(base) * 100.0
+        improvement[o.name] = round(change if o.direction == "Minimize" else -change, 2)
+    p.status.improvement = improvement
+
+
+def decide(p: LoopPass, clients: kube.Clients, source: MetricSource, workload: kube.Workload) -> None:
+    """Run one engine step over the interval's windows and act on its decision."""
+    loop = p.resource
+    config = engine_config(loop, p.namespace)
+    interval = parse_duration(loop.spec.interval).total_seconds()
+    with telemetry.timed_step(KIND, "fetch_windows"):
+        try:
+            windows = fetch_windows(
+                source,
+                signal_queries(loop, p.namespace),
+                end=p.now.timestamp(),
+                window_seconds=max(interval, 60.0),
+                step_seconds=max(min(interval / 4, 15.0), 1.0),
+            )
+        except MetricsUnavailable as exc:
+            p.condition("MetricsAvailable", "False", exc.reason, exc.message, event="Warning")
+            p.waiting("MetricsUnavailable", f"no action until the metrics are back: {exc.message}")
+            return
+    allowed = kube.pdb_disruptions_allowed(clients, p.namespace, workload.selector)
+    observation = engine.Observation(
+        settings=engine_settings(workload),
+        rps=windows.rps,
+        latency_p95=windows.latency_p95,
+        error_ratio=windows.error_ratio,
+        cpu_per_pod=windows.cpu_per_pod,
+        memory_per_pod=windows.memory_per_pod,
+        oom_kills=windows.oom_kills,
+        anomaly_active=False,
+        pdb=safety.PdbStatus(present=allowed is not None, disruptions_allowed=allowed or 0),
+    )
+    try:
+        state = engine.LoopState.model_validate(p.status.engine_state or {})
+    except ValidationError:
+        state = engine.LoopState()  # an unreadable state (older version) restarts learning, safely
+    with telemetry.timed_step(KIND, "decide"):
+        d, state = engine.LoopEngine().step(config, state, observation, p.now.timestamp())
+    p.status.engine_state = state.model_dump(mode="json")
+    p.status.model_version = f"response-model-v{state.model.version}"
+    for recorded in p.status.decisions:  # measured outcomes arrive on later passes
+        measured = next((e.explanation.measured for e in state.decisions if e.id == recorded.id), None)
+        if measured:
+            recorded.measured = {k: round(v, 6) for k, v in measured.items()}
+
+    if d.action in ("none", "hold"):
+        p.condition("SafetyBlocked", "False", "NothingBlocked", "no proposal was refused")
+        p.status.message = d.explanation.proposed[:300]
+        return
+    if not d.accepted:
+        last = p.status.decisions[-1] if p.status.decisions else None
+        if (
+            last is None
+            or last.action != "Blocked"
+            or last.proposed != status_settings(d.settings or {}).wire()
+        ):
+            _record(p, "Blocked", d, workload)
+            p.event(
+                "Warning",
+                "Blocked",
+                f"{d.explanation.proposed} | {'; '.join(d.explanation.validator)}"[:1000],
+            )
+        p.condition("SafetyBlocked", "True", "Rejected", "; ".join(d.explanation.validator)[:1000])
+        p.status.message = "blocked: " + "; ".join(d.explanation.validator)[:280]
+        return
+    p.condition("SafetyBlocked", "False", "Accepted", "the last proposal passed every safety rule")
+    if loop.spec.mode == Mode.RECOMMEND:
+        decision = _record(p, "Recommended", d, workload)
+        p.status.recommendation = Recommendation(
+            decision_id=d.id,
+            settings=Settings.model_validate(decision.proposed),
+            score=d.explanation.predicted.get("score"),
+            confidence=None,
+        )
+        p.event("Normal", "Recommended", f"{d.id}: {decision.proposed} ({d.explanation.proposed})"[:1000])
+        p.status.message = f"recommends {decision.proposed}; approve with {APPROVE_ANNOTATION}={d.id}"
+        return
+    action = "RolledBack" if d.action == "rollback" else "Applied"
+    decision = _record(p, action, d, workload)
+    with telemetry.timed_step(KIND, "apply"):
+        apply_decision(p, clients, workload, decision)
+    if action == "RolledBack":
+        p.condition("RolledBack", "True", "SLOViolated", d.explanation.proposed[:1000])
+        p.event("Warning", "RolledBack", d.explanation.proposed[:1000])
+    else:
+        p.condition("RolledBack", "False", "NoRollback", "the last change was kept")
+        p.event("Normal", "Applied", f"{d.id}: {decision.proposed} ({d.explanation.proposed})"[:1000])
+    p.status.message = f"{action.lower()} {decision.proposed}"
+
+
 def run_pass(p: LoopPass, memo: kopf.Memo) -> None:
-    """One iteration: read target → observe → (decide → validate → act) → report."""
+    """One iteration: read target → confirm pending → observe → decide → validate → act → report."""
     clients: kube.Clients = memo.clients
     source: MetricSource = memo.metrics
     loop = p.resource
@@ -100,6 +422,13 @@ def run_pass(p: LoopPass, memo: kopf.Memo) -> None:
             p.waiting("TargetNotFound", str(exc))
             return
     p.condition("TargetFound", "True", "Found", f"{workload.kind} {workload.name} found")
+    try:
+        resolve_pending(p, clients, workload)
+        if approve_recommendation(p, clients, workload):
+            workload = kube.read_workload(clients, p.namespace, spec.target_ref, spec.knobs.container)
+    except (kube.Conflict, kube.TargetNotFound) as exc:
+        p.waiting("ApplyFailed", f"could not apply the pending decision, retrying: {exc}")
+        return
     p.status.current = current_settings(workload)
     if p.status.baseline is None:
         p.status.baseline = p.status.current
@@ -113,6 +442,7 @@ def run_pass(p: LoopPass, memo: kopf.Memo) -> None:
             return
     p.condition("MetricsAvailable", "True", "Fresh", f"{len(observed)} objectives measured")
     p.status.observed = {k: round(v, 6) for k, v in observed.items()}
+    update_improvement(p, observed)
     for objective, value in observed.items():
         telemetry.OBJECTIVE.labels(namespace=p.namespace, name=p.name, objective=objective).set(value)
 
@@ -123,7 +453,10 @@ def run_pass(p: LoopPass, memo: kopf.Memo) -> None:
         return
     p.condition("Ready", "True", "Observing", "target found and metrics available")
     p.status.phase = "Recommending" if spec.mode == Mode.RECOMMEND else "Optimizing"
-    p.status.message = ", ".join(f"{k}={v:.4g}" for k, v in observed.items())
+    try:
+        decide(p, clients, source, workload)
+    except (kube.Conflict, kube.TargetNotFound) as exc:
+        p.waiting("ApplyFailed", f"the target changed while applying; retrying next pass: {exc}")
 
 
 reconcile = wiring.make_reconciler(

@@ -48,6 +48,7 @@ class Pass(Generic[R, S]):
     generation: int
     now: datetime
     status: S
+    annotations: dict[str, str] = field(default_factory=dict)
     events: list[tuple[str, str, str]] = field(default_factory=list)
 
     def condition(
@@ -134,6 +135,7 @@ def make_reconciler(
             generation=generation,
             now=now,
             status=current,
+            annotations=dict(meta.get("annotations") or {}),
         )
         if resource is None or problems:
             message = "; ".join(problems)

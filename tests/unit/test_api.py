@@ -73,7 +73,9 @@ def test_condition_transition_time_moves_only_on_status_change() -> None:
     first = status.condition("Ready")
     assert first is not None and first.last_transition_time == "2026-11-25T12:00:00Z"
     # Same status and reason an hour later: no transition, no Event.
-    assert not status.set_condition("Ready", "False", "Waiting", "b", generation=2, now=NOW + timedelta(hours=1))
+    assert not status.set_condition(
+        "Ready", "False", "Waiting", "b", generation=2, now=NOW + timedelta(hours=1)
+    )
     again = status.condition("Ready")
     assert again is not None
     assert again.last_transition_time == "2026-11-25T12:00:00Z"
@@ -113,7 +115,10 @@ def test_label_selector(selector: dict[str, object], labels: dict[str, str], mat
 
 def test_label_selector_query_string() -> None:
     sel = LabelSelector.model_validate(
-        {"matchLabels": {"tier": "frontend"}, "matchExpressions": [{"key": "env", "operator": "In", "values": ["a", "b"]}]}
+        {
+            "matchLabels": {"tier": "frontend"},
+            "matchExpressions": [{"key": "env", "operator": "In", "values": ["a", "b"]}],
+        }
     )
     assert sel.to_query() == "tier=frontend,env in (a,b)"
 
@@ -165,3 +170,10 @@ def test_loop_refuses_unknown_metric() -> None:
                 }
             }
         )
+
+
+def test_overnight_window_ends_next_day() -> None:
+    # 22:00-06:00 UTC on Wednesdays: the opening that starts Wed 22:00 ends Thu 06:00.
+    w = Window(days=["Wed"], start="22:00", end="06:00")
+    start, end = w.openings(NOW, days=1)[0]
+    assert (start.isoformat(), end.isoformat()) == ("2026-11-25T22:00:00+00:00", "2026-11-26T06:00:00+00:00")

@@ -1,0 +1,511 @@
+"""Demand forecasting with prediction intervals: a series with timestamps in, quantile forecasts out.
+
+Contract: `Forecaster(...).fit(timestamps, values).predict() -> QuantileForecast` is pure (numpy and
+scikit-learn); `forecast(...)` is the one-call form. The input is one metric of one workload (CPU
+cores, memory bytes, requests/s: any non-negative quantity) sampled at any step (1 minute from
+Prometheus is typical), possibly with gaps; the output is, for each of the next
+`horizon_seconds / step_seconds` steps, the requested quantiles of the step's mean value.
+
+How. The series is averaged into `step_seconds` bins. Candidates, simplest first:
+* `last_value`: the last bin (naive);
+* `seasonal_naive_day` / `seasonal_naive_week`: the same time one day / one week earlier;
+* `seasonal_mean`: the mean of the same time over the last `SEASONAL_MEAN_DAYS` days;
+* `gbm`: scikit-learn histogram gradient boosting with quantile loss, one model per quantile,
+  trained on (origin, step-ahead) pairs with lag, rolling-mean, seasonal-lag and time-of-day
+  features, all divided by the recent level so one model serves every load level;
+* `ensemble`: the mean of `gbm` and the best simpler candidate.
+`fit` holds out the most recent origins (a rolling-origin backtest: the GBM there is trained only on
+data before them) and calibrates each candidate's quantiles on its held-out errors by split
+conformal prediction (conformalized quantile regression for the GBM), per step ahead, with errors
+in the input unit or divided by the level, whichever scores better. The simplest candidate within
+one standard error of the best mean pinball loss is kept (the one-standard-error rule); the GBM
+is then refit on all data, a simple method re-calibrated on its errors over the whole history.
+Daily and weekly seasonality is detected from the autocorrelation at those lags and reported.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import threadpoolctl
+from sklearn.ensemble import HistGradientBoostingRegressor
+
+SECONDS_PER_DAY: Final[int] = 86_400
+DAYS_PER_WEEK: Final[int] = 7
+DEFAULT_QUANTILES: Final[tuple[float, ...]] = (0.05, 0.5, 0.95)
+# A seasonal lag counts as detected when the series' autocorrelation there exceeds this
+# (a "moderate" correlation; white noise of n points stays below 2/sqrt(n) ~ 0.05 at n = 2,000).
+SEASONALITY_ACF_THRESHOLD: Final[float] = 0.3
+# Lags (in steps) of the last values fed to the GBM, and rolling-mean windows (in steps).
+GBM_LAGS: Final[int] = 6
+GBM_SHORT_WINDOW: Final[int] = 3
+GBM_LONG_WINDOW: Final[int] = 12
+# Training rows kept per fit (origins are thinned evenly beyond this) so one fit stays < 2 s.
+GBM_MAX_ROWS: Final[int] = 5_000
+GBM_MAX_ITER: Final[int] = 80
+GBM_LEARNING_RATE: Final[float] = 0.15
+GBM_MAX_LEAF_NODES: Final[int] = 8
+GBM_MIN_SAMPLES_LEAF: Final[int] = 40
+# The GBM is a candidate only with at least this many training origins before the holdout.
+GBM_MIN_TRAIN_ORIGINS: Final[int] = 48
+# Held-out origins: the last HOLDOUT_FRACTION of the series (several days on a week of history, so
+# errors are seen across regimes, not one quiet afternoon), thinned to HOLDOUT_MAX_ORIGINS.
+HOLDOUT_FRACTION: Final[float] = 0.4
+HOLDOUT_MAX_ORIGINS: Final[int] = 300
+# A chosen simple method is re-calibrated on its errors over the whole history (no training needed).
+FULL_CALIBRATION_MAX_ORIGINS: Final[int] = 2000
+# Calibration residuals of step h are pooled with those of steps h +- this fraction of the horizon.
+CALIBRATION_POOL_FRACTION: Final[float] = 0.1
+# Guards the level division for series that sit at zero: a fraction of the series' mean level.
+LEVEL_FLOOR_FRACTION: Final[float] = 0.05
+MIN_POINTS: Final[int] = 3
+# Days averaged by the `seasonal_mean` candidate (same time of day on each of the last N days).
+SEASONAL_MEAN_DAYS: Final[int] = 3
+# OpenMP threads per GBM fit. Fits are small and the operator runs many; on a busy 2-core machine
+# an OpenMP team made one 0.35 s fit take 14-25 s (spin-waiting threads competing for cores).
+GBM_THREADS: Final[int] = 1
+CANDIDATES: Final[tuple[str, ...]] = (
+    "last_value",
+    "seasonal_naive_day",
+    "seasonal_naive_week",
+    "seasonal_mean",
+    "gbm",
+    "ensemble",
+)
+
+
+@dataclass(frozen=True)
+class QuantileForecast:
+    """Forecast quantiles of each future step's mean value."""
+
+    timestamps: np.ndarray
+    """(H,) Unix seconds at the start of each forecast step."""
+    quantiles: tuple[float, ...]
+    values: np.ndarray
+    """(len(quantiles), H), in the unit of the input; non-decreasing along the quantile axis."""
+    model: str
+    """The candidate chosen by the backtest."""
+    step_seconds: float
+    backtest_pinball: dict[str, float] = field(default_factory=dict)
+    """Mean pinball loss of each candidate on the held-out origins (input unit)."""
+    seasonal_periods_seconds: tuple[int, ...] = ()
+    """Detected seasonal periods (86400 daily, 604800 weekly)."""
+
+    def quantile(self, q: float) -> np.ndarray:
+        """The forecast at quantile `q` (one of `quantiles`)."""
+        return self.values[self.quantiles.index(q)]
+
+
+def pinball_loss(y: np.ndarray, forecast: np.ndarray, q: float) -> float:
+    """Mean pinball (quantile) loss of `forecast` for quantile `q` of `y`."""
+    d = np.asarray(y, dtype=float) - np.asarray(forecast, dtype=float)
+    return float(np.mean(np.maximum(q * d, (q - 1.0) * d)))
+
+
+def resample(
+    timestamps: np.ndarray, values: np.ndarray, step_seconds: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of the values in each `step_seconds` bin (aligned to multiples of the step).
+
+    Empty bins inside the range are filled by linear interpolation; NaN values are ignored.
+    Returns bin start times and bin means.
+    """
+    t = np.asarray(timestamps, dtype=float)
+    v = np.asarray(values, dtype=float)
+    ok = np.isfinite(t) & np.isfinite(v)
+    t, v = t[ok], v[ok]
+    if len(t) == 0:
+        raise ValueError("no finite samples")
+    b = np.floor(t / step_seconds).astype(np.int64)
+    first = int(b.min())
+    idx = b - first
+    n = int(idx.max()) + 1
+    sums = np.bincount(idx, weights=v, minlength=n)
+    counts = np.bincount(idx, minlength=n)
+    have = counts > 0
+    z = np.empty(n)
+    z[have] = sums[have] / counts[have]
+    if not have.all():
+        pos = np.arange(n)
+        z[~have] = np.interp(pos[~have], pos[have], z[have])
+    return (first + np.arange(n)) * step_seconds, z
+
+
+def _acf(z: np.ndarray, lag: int) -> float:
+    if lag <= 0 or len(z) < 2 * lag:
+        return float("nan")
+    x = z - z.mean()
+    den = float(np.dot(x, x))
+    return float(np.dot(x[:-lag], x[lag:]) / den) if den > 0 else float("nan")
+
+
+def _seasonal_index(t: np.ndarray, h: np.ndarray, period: int, back: int = 0) -> np.ndarray:
+    """Index of the latest observed step (<= t) at the same phase as t + h, `back` periods earlier."""
+    return t + h - period * (np.ceil(h / period).astype(np.int64) + back)
+
+
+def _take(z: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    ok = (idx >= 0) & (idx < len(z))
+    out = np.full(idx.shape, np.nan)
+    out[ok] = z[idx[ok]]
+    return out
+
+
+@dataclass(frozen=True)
+class _Series:
+    """A resampled series with what every feature needs precomputed."""
+
+    times: np.ndarray
+    z: np.ndarray
+    level: np.ndarray  # recent median level at each index (the normaliser)
+    cumsum: np.ndarray
+    day: int  # steps per day
+    step: float
+    scale: np.ndarray  # median level over the last day: the unit of scaled interval offsets
+
+    def mean_last(self, t: np.ndarray, k: int) -> np.ndarray:
+        lo = np.maximum(t - k + 1, 0)
+        return (self.cumsum[t + 1] - self.cumsum[lo]) / (t + 1 - lo)
+
+
+def _prepare(times: np.ndarray, z: np.ndarray, step: float) -> _Series:
+    day = max(1, round(SECONDS_PER_DAY / step))
+    cumsum = np.concatenate([[0.0], np.cumsum(z)])
+    # The level is the median of |z| over the last day: a median, so one burst does not widen
+    # every interval and squash every normalised feature for a whole day afterwards.
+    padded = np.concatenate([np.full(day - 1, np.nan), np.abs(z)])
+    median = np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, day), axis=1)
+    # ...but never below the last few steps: during a burst the burst is the level the GBM sees
+    # (its inputs stay near 1). Interval widths scale with the median alone, so one burst does
+    # not multiply them by the burst's height.
+    level = median
+    t = np.arange(len(z))
+    lo = np.maximum(t - GBM_SHORT_WINDOW + 1, 0)
+    abs_cum = np.concatenate([[0.0], np.cumsum(np.abs(z))])
+    level = np.maximum(level, (abs_cum[t + 1] - abs_cum[lo]) / (t + 1 - lo))
+    floor = LEVEL_FLOOR_FRACTION * float(np.median(np.abs(z))) + 1e-12
+    return _Series(times, z, np.maximum(level, floor), cumsum, day, step, np.maximum(median, floor))
+
+
+def _features(s: _Series, t: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """One row per (origin t, steps ahead h); every value column divided by the level at t."""
+    lev = s.level[t]
+    cols = [h.astype(float)]
+    cols += [_take(s.z, t - lag) / lev for lag in range(GBM_LAGS)]
+    cols += [s.mean_last(t, GBM_SHORT_WINDOW) / lev, s.mean_last(t, GBM_LONG_WINDOW) / lev]
+    cols.append(s.mean_last(t, s.day) / lev)
+    week = s.day * DAYS_PER_WEEK
+    for period, back in ((s.day, 0), (s.day, 1), (week, 0)):
+        cols.append(_take(s.z, _seasonal_index(t, h, period, back)) / lev)
+    # Today versus yesterday at the origin: carries a level shift onto the seasonal lags.
+    cols.append((s.z[t] - _take(s.z, t - s.day)) / lev)
+    phase = 2.0 * np.pi * ((s.times[t] + h * s.step) % SECONDS_PER_DAY) / SECONDS_PER_DAY
+    cols += [np.sin(phase), np.cos(phase)]
+    return np.stack(cols, axis=1)
+
+
+def _conformal_offsets(resid: np.ndarray, quantiles: Sequence[float]) -> np.ndarray:
+    """(Q, H) offsets: split-conformal quantiles of residuals, per quantile and step ahead.
+
+    `resid` is (Q, origins, H): the errors of each quantile's raw prediction (the same errors for
+    every quantile when the method gives a single point). For step h the residuals of steps h +- w
+    are pooled. Upper quantiles use the ceil((n+1)q)-th order statistic and lower ones the
+    floor((n+1)q)-th: the finite-sample split-conformal rule (Lei et al. 2018, JASA,
+    "Distribution-free predictive inference for regression", Thm 2.2) for each one-sided bound;
+    applied to quantile-model residuals this is conformalized quantile regression (Romano et al.
+    2019, NeurIPS, "Conformalized quantile regression").
+    """
+    n_h = resid.shape[2]
+    w = round(CALIBRATION_POOL_FRACTION * n_h)
+    out = np.zeros((len(quantiles), n_h))
+    for qi, q in enumerate(quantiles):
+        for h in range(n_h):
+            pool = resid[qi, :, max(0, h - w) : h + w + 1].ravel()
+            pool = np.sort(pool[np.isfinite(pool)])
+            n = len(pool)
+            if n == 0:
+                continue
+            if q > 0.5:
+                k = math.ceil((n + 1) * q)
+            elif q < 0.5:
+                k = math.floor((n + 1) * q)
+            else:
+                k = math.ceil(n * q)
+            out[qi, h] = pool[min(max(k, 1), n) - 1]
+    return out
+
+
+def _origin_pinball(
+    y: np.ndarray, pred: np.ndarray, unit: np.ndarray, offsets: np.ndarray, qs: Sequence[float]
+) -> np.ndarray:
+    """Pinball loss per origin, averaged over quantiles and steps ahead."""
+    total = np.zeros(len(y))
+    for qi, q in enumerate(qs):
+        d = y - (pred[qi] + unit * offsets[qi][None, :])
+        total += np.maximum(q * d, (q - 1.0) * d).mean(axis=1)
+    return total / len(qs)
+
+
+class Forecaster:
+    """Quantile forecaster for one series, model chosen per series by a rolling-origin backtest.
+
+    Parameters: `horizon_seconds` and `step_seconds` set the forecast grid; `quantiles` the levels
+    returned; `candidates` the methods compared (see the module docstring); `random_state` seeds
+    the gradient boosting. Learned state ends in `_`.
+    """
+
+    def __init__(
+        self,
+        *,
+        horizon_seconds: float = 3600.0,
+        step_seconds: float = 300.0,
+        quantiles: Sequence[float] = DEFAULT_QUANTILES,
+        candidates: Sequence[str] = CANDIDATES,
+        random_state: int = 0,
+    ) -> None:
+        self.horizon_seconds = horizon_seconds
+        self.step_seconds = step_seconds
+        self.quantiles = tuple(quantiles)
+        self.candidates = tuple(candidates)
+        self.random_state = random_state
+
+    @property
+    def _n_steps(self) -> int:
+        return max(1, round(self.horizon_seconds / self.step_seconds))
+
+    def fit(
+        self, timestamps: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray
+    ) -> Forecaster:
+        """Resample, detect seasonality, backtest the candidates, keep and refit the best."""
+        if any(not 0.0 < q < 1.0 for q in self.quantiles):
+            raise ValueError("quantiles must lie strictly between 0 and 1")
+        times, z = resample(np.asarray(timestamps), np.asarray(values), self.step_seconds)
+        if len(z) < MIN_POINTS:
+            raise ValueError(f"need at least {MIN_POINTS} steps of history, got {len(z)}")
+        s = _prepare(times, z, self.step_seconds)
+        H = self._n_steps
+        hh = np.arange(1, H + 1)
+        self.series_ = s
+        self.gbm_: _GbmModel | None = None
+        self.seasonal_periods_ = tuple(
+            p * SECONDS_PER_DAY for p in (1, DAYS_PER_WEEK) if _acf(z, s.day * p) > SEASONALITY_ACF_THRESHOLD
+        )
+        n = len(z)
+        # Held-out origins t (their targets t+1..t+H observed): the last `span` of them.
+        span = int(HOLDOUT_FRACTION * n)
+        last_origin = n - 1 - H
+        if span < 1 or last_origin < 1:
+            self._fallback(s)
+            return self
+        first_val = max(1, last_origin - span + 1)
+        count = min(HOLDOUT_MAX_ORIGINS, last_origin - first_val + 1)
+        val_t = np.unique(np.linspace(first_val, last_origin, count).astype(np.int64))
+        y = s.z[val_t[:, None] + hh[None, :]]
+        lev = s.scale[val_t][:, None]
+        # Held-out origins overlap (consecutive horizons share steps): about span / H independent ones.
+        n_eff = max(2.0, min(len(val_t), span / H))
+        scores: dict[str, float] = {}
+        errors: dict[str, float] = {}
+        fitted: dict[str, tuple[np.ndarray, bool]] = {}
+        preds: dict[str, np.ndarray] = {}
+        for name in self.candidates:
+            if name == "ensemble":
+                continue
+            pred = self._predict_raw(name, s, val_t, hh, train_end=first_val)
+            if pred is None:
+                continue
+            preds[name] = pred
+            losses, off, scaled = self._calibrate(y, pred, lev)
+            scores[name], errors[name] = float(losses.mean()), float(losses.std() / np.sqrt(n_eff))
+            fitted[name] = (off, scaled)
+        # The ensemble averages the GBM with the best simple candidate: it hedges the GBM where the
+        # series repeats itself exactly and the simple method where it does not.
+        simple = [k for k in scores if k != "gbm"]
+        if "ensemble" in self.candidates and "gbm" in scores and simple:
+            self.ensemble_partner_ = min(simple, key=lambda k: scores[k])
+            pred = 0.5 * (preds["gbm"] + preds[self.ensemble_partner_])
+            losses, off, scaled = self._calibrate(y, pred, lev)
+            scores["ensemble"], errors["ensemble"] = (
+                float(losses.mean()),
+                float(losses.std() / np.sqrt(n_eff)),
+            )
+            fitted["ensemble"] = (off, scaled)
+        if not scores:
+            self._fallback(s)
+            return self
+        # One-standard-error rule (Hastie, Tibshirani & Friedman, "The Elements of Statistical
+        # Learning", 2nd ed., section 7.10): the simplest candidate within one standard error of
+        # the best backtest score, so a lucky holdout does not pick a model that generalises worse.
+        top = min(scores, key=lambda k: scores[k])
+        order = [k for k in CANDIDATES if k in scores]
+        best = next(k for k in order if scores[k] <= scores[top] + errors[top])
+        self.model_ = best
+        self.offsets_, self.scaled_ = fitted[best]
+        self.backtest_pinball_ = scores
+        if best in ("gbm", "ensemble"):
+            self.gbm_ = self._fit_gbm(s, hh, train_end=n)
+        else:
+            self._recalibrate_on_history(s, hh)
+        return self
+
+    def _calibrate(
+        self, y: np.ndarray, pred: np.ndarray, lev: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Conformal offsets from errors in the input unit or divided by the level, whichever
+        scores the lower pinball loss: errors of some series grow with the level, others do not.
+        Returns the per-origin losses, the offsets and whether they are scaled."""
+        best: tuple[np.ndarray, np.ndarray, bool] | None = None
+        for scaled in (False, True):
+            unit = lev if scaled else np.ones_like(lev)
+            off = _conformal_offsets((y[None] - pred) / unit[None], self.quantiles)
+            loss = _origin_pinball(y, pred, unit, off, self.quantiles)
+            if best is None or loss.mean() < best[0].mean():
+                best = (loss, off, scaled)
+        assert best is not None
+        return best
+
+    def _recalibrate_on_history(self, s: _Series, hh: np.ndarray) -> None:
+        """Offsets of a simple method from its errors at every usable origin of the history."""
+        need = {"last_value": 0, "seasonal_naive_day": s.day, "seasonal_mean": SEASONAL_MEAN_DAYS * s.day}
+        first = need.get(self.model_, DAYS_PER_WEEK * s.day)
+        last = len(s.z) - 1 - len(hh)
+        if last - first < len(hh):
+            return
+        t = np.unique(np.linspace(first, last, FULL_CALIBRATION_MAX_ORIGINS).astype(np.int64))
+        pred = self._predict_raw(self.model_, s, t, hh, train_end=0)
+        if pred is None:
+            return
+        y = s.z[t[:, None] + hh[None, :]]
+        unit = s.scale[t][:, None] if self.scaled_ else np.ones((len(t), 1))
+        self.offsets_ = _conformal_offsets((y[None] - pred) / unit[None], self.quantiles)
+
+    def _fallback(self, s: _Series) -> None:
+        """Too short to backtest: last value, offsets from one-step changes grown by sqrt(h)."""
+        d = np.diff(s.z) / s.scale[1:] if len(s.z) > 1 else np.zeros(1)
+        growth = np.sqrt(np.arange(1, self._n_steps + 1))[None, :]
+        resid = np.broadcast_to(d[:, None] * growth, (len(self.quantiles), len(d), self._n_steps))
+        self.model_ = "last_value"
+        self.offsets_ = _conformal_offsets(resid, self.quantiles)
+        self.scaled_ = True
+        self.backtest_pinball_ = {}
+
+    def _fit_gbm(self, s: _Series, hh: np.ndarray, *, train_end: int) -> _GbmModel | None:
+        """One gradient-boosting model per quantile on origins whose targets end before `train_end`."""
+        H = len(hh)
+        last_train = train_end - 1 - H
+        start = min(s.day, max(GBM_LAGS, last_train // 4))
+        n_orig = last_train - start + 1
+        if n_orig < GBM_MIN_TRAIN_ORIGINS:
+            return None
+        stride = max(1, math.ceil(n_orig * H / GBM_MAX_ROWS))
+        # The newest origins matter most: thin from the end backwards so the last one is kept.
+        tr = np.arange(last_train, start - 1, -stride)[::-1]
+        TT, HT = np.meshgrid(tr, hh, indexing="ij")
+        X = _features(s, TT.ravel(), HT.ravel())
+        target = s.z[(TT + HT).ravel()] / s.level[TT.ravel()]
+        # A feature with no value at all in training (a weekly lag on a short series) is dropped.
+        cols = np.isfinite(X).any(axis=0)
+        models = []
+        with threadpoolctl.threadpool_limits(limits=GBM_THREADS, user_api="openmp"):
+            for q in self.quantiles:
+                model = HistGradientBoostingRegressor(
+                    loss="quantile",
+                    quantile=q,
+                    max_iter=GBM_MAX_ITER,
+                    learning_rate=GBM_LEARNING_RATE,
+                    max_leaf_nodes=GBM_MAX_LEAF_NODES,
+                    min_samples_leaf=GBM_MIN_SAMPLES_LEAF,
+                    early_stopping=False,
+                    random_state=self.random_state,
+                )
+                models.append(model.fit(X[:, cols], target))
+        return _GbmModel(tuple(models), cols)
+
+    def _predict_raw(
+        self, name: str, s: _Series, t: np.ndarray, hh: np.ndarray, *, train_end: int
+    ) -> np.ndarray | None:
+        """(Q, len(t), H) raw predictions of candidate `name` at origins `t`, None if unavailable.
+
+        Simple methods give one point for every quantile. For `gbm` and `ensemble` during the
+        backtest (`train_end` > 0) a model is trained on origins before `train_end` only;
+        otherwise the fitted `gbm_` is used.
+        """
+        T, Hh = np.meshgrid(t, hh, indexing="ij")
+        Q = len(self.quantiles)
+        point: np.ndarray | None
+        if name == "last_value":
+            point = s.z[T]
+        elif name in ("seasonal_naive_day", "seasonal_naive_week"):
+            period = s.day * (1 if name.endswith("day") else DAYS_PER_WEEK)
+            idx = _seasonal_index(T, Hh, period)
+            point = None if idx.min() < 0 else s.z[idx]
+        elif name == "seasonal_mean":
+            idx = np.stack([_seasonal_index(T, Hh, s.day, back) for back in range(SEASONAL_MEAN_DAYS)])
+            point = None if idx.min() < 0 else s.z[idx].mean(axis=0)
+        elif name in ("gbm", "ensemble"):
+            gbm = self._fit_gbm(s, hh, train_end=train_end) if train_end > 0 else self.gbm_
+            if gbm is None:
+                return None
+            raw = gbm.predict(s, T, Hh)
+            if name == "gbm":
+                return raw
+            partner = self._predict_raw(self.ensemble_partner_, s, t, hh, train_end=0)
+            return None if partner is None else 0.5 * (raw + partner)
+        else:
+            raise ValueError(f"unknown candidate {name!r}")
+        return None if point is None else np.broadcast_to(point, (Q, *point.shape))
+
+    def predict(self) -> QuantileForecast:
+        """Quantiles of the next `horizon_seconds / step_seconds` steps after the fitted series."""
+        s: _Series = self.series_
+        hh = np.arange(1, self._n_steps + 1)
+        raw = self._predict_raw(self.model_, s, np.array([len(s.z) - 1]), hh, train_end=0)
+        pred = raw[:, 0, :] if raw is not None else np.broadcast_to(s.z[-1], (len(self.quantiles), len(hh)))
+        values = pred + (s.scale[-1] if self.scaled_ else 1.0) * self.offsets_
+        values = np.maximum(np.sort(values, axis=0), 0.0)
+        return QuantileForecast(
+            timestamps=s.times[-1] + hh * s.step,
+            quantiles=self.quantiles,
+            values=values,
+            model=self.model_,
+            step_seconds=s.step,
+            backtest_pinball=dict(self.backtest_pinball_),
+            seasonal_periods_seconds=self.seasonal_periods_,
+        )
+
+
+@dataclass(frozen=True)
+class _GbmModel:
+    """Quantile GBMs (one per quantile) on level-normalised features, and the columns they use."""
+
+    models: tuple[HistGradientBoostingRegressor, ...]
+    columns: np.ndarray
+
+    def predict(self, s: _Series, T: np.ndarray, Hh: np.ndarray) -> np.ndarray:
+        X = _features(s, T.ravel(), Hh.ravel())[:, self.columns]
+        lev = s.level[T]
+        with threadpoolctl.threadpool_limits(limits=GBM_THREADS, user_api="openmp"):
+            return np.stack([m.predict(X).reshape(T.shape) * lev for m in self.models])
+
+
+def forecast(
+    timestamps: Sequence[float] | np.ndarray,
+    values: Sequence[float] | np.ndarray,
+    *,
+    horizon_seconds: float = 3600.0,
+    step_seconds: float = 300.0,
+    quantiles: Sequence[float] = DEFAULT_QUANTILES,
+    random_state: int = 0,
+) -> QuantileForecast:
+    """Fit a `Forecaster` on one series and forecast the horizon after its end."""
+    model = Forecaster(
+        horizon_seconds=horizon_seconds,
+        step_seconds=step_seconds,
+        quantiles=quantiles,
+        random_state=random_state,
+    )
+    return model.fit(timestamps, values).predict()

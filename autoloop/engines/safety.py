@@ -1,0 +1,299 @@
+"""The safety validator: every proposed change of settings passes here before it is applied.
+
+Contract: `validate(change, policy, context) -> SafetyResult` is pure. The validator is a list of
+small named rules (`DEFAULT_RULES`), each a function `(change, policy, context) -> RuleVerdict`
+with its own test; they are assembled in one place (`DEFAULT_RULES`) and all run, so the status
+can show every rule's verdict and reason, not only the first failure. The validator fails closed:
+a rule that lacks an input it needs, or raises, rejects with the reason.
+
+The change is generic ("these settings of this target, from these values to those"), so the
+OptimizationLoop and the ResourceAllocation share it. Knob values are plain floats in base units:
+replicas (count), cpu (cores), memory (bytes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Knobs whose change makes Kubernetes replace pods (a new ReplicaSet for a Deployment). Replicas
+# only removes pods when it goes down, handled in `_restarts_pods`.
+POD_RESTARTING_KNOBS: Final[frozenset[str]] = frozenset(
+    {"cpu_request", "cpu_limit", "memory_request", "memory_limit", "cpu", "memory"}
+)
+# The smallest replica step always allowed: a percentage cap on 2 replicas would forbid any step.
+MIN_REPLICA_STEP: Final[float] = 1.0
+SECONDS_PER_HOUR: Final[float] = 3600.0
+# Relative tolerance when comparing floats against bounds (quantity rounding is ~1e-3).
+BOUND_TOLERANCE: Final[float] = 1e-9
+
+ChangeKind = Literal["tune", "rollback"]
+
+
+class Target(BaseModel):
+    """The object a change acts on."""
+
+    model_config = ConfigDict(frozen=True)
+    namespace: str
+    kind: str
+    name: str
+    api_version: str = "apps/v1"
+
+
+class ProposedChange(BaseModel):
+    """A proposed change of settings of one target: knob name -> value in base units."""
+
+    model_config = ConfigDict(frozen=True)
+    target: Target
+    current: dict[str, float]
+    proposed: dict[str, float]
+    kind: ChangeKind = "tune"
+    """`rollback` returns to the last good settings: it is exempt from cooldown and max step."""
+
+    def changed_knobs(self) -> list[str]:
+        return sorted(k for k, v in self.proposed.items() if k not in self.current or v != self.current[k])
+
+
+class KnobBounds(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    min: float
+    max: float
+
+
+class SafetyPolicy(BaseModel):
+    """What the loop's spec allows (spec.knobs, spec.safety, spec.targetRef)."""
+
+    model_config = ConfigDict(frozen=True)
+    owner_namespace: str
+    target: Target
+    bounds: dict[str, KnobBounds] = Field(default_factory=dict)
+    max_step_percent: float = 50.0
+    cooldown_seconds: float = 300.0
+    max_changes_per_hour: int = 4
+    min_confidence: float = 0.5
+    slo_guard: bool = True
+
+
+class PdbStatus(BaseModel):
+    """PodDisruptionBudget headroom for the target's pods; `present=False`: no PDB selects them."""
+
+    model_config = ConfigDict(frozen=True)
+    present: bool
+    disruptions_allowed: int = 0
+
+
+class SafetyContext(BaseModel):
+    """What the validator needs to know about the world now. None means unknown (fails closed)."""
+
+    model_config = ConfigDict(frozen=True)
+    now: float
+    """Unix seconds."""
+    last_change_at: float | None = None
+    """Unix seconds of the last applied change; None: never changed (not unknown)."""
+    recent_change_times: tuple[float, ...] = ()
+    slo_met_now: bool | None = None
+    forecast_slo_met: bool | None = None
+    """Does the forecast say the proposed settings keep the SLO over the horizon?"""
+    confidence: float | None = None
+    pdb: PdbStatus | None = None
+    anomaly_active: bool | None = False
+
+
+class RuleVerdict(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    rule: str
+    passed: bool
+    reason: str
+
+
+class SafetyResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    accepted: bool
+    verdicts: tuple[RuleVerdict, ...]
+
+    def reasons(self) -> list[str]:
+        """The reasons of the rules that rejected, for the status message."""
+        return [f"{v.rule}: {v.reason}" for v in self.verdicts if not v.passed]
+
+
+Rule = Callable[[ProposedChange, SafetyPolicy, SafetyContext], RuleVerdict]
+
+
+def _ok(rule: str, reason: str) -> RuleVerdict:
+    return RuleVerdict(rule=rule, passed=True, reason=reason)
+
+
+def _no(rule: str, reason: str) -> RuleVerdict:
+    return RuleVerdict(rule=rule, passed=False, reason=reason)
+
+
+def ownership(change: ProposedChange, policy: SafetyPolicy, _: SafetyContext) -> RuleVerdict:
+    """Only the target named in spec.targetRef, in the loop's own namespace."""
+    t, want = change.target, policy.target
+    if t.namespace != policy.owner_namespace:
+        return _no(
+            "ownership", f"target namespace {t.namespace!r} is not the loop's {policy.owner_namespace!r}"
+        )
+    if (t.kind, t.name, t.api_version) != (want.kind, want.name, want.api_version):
+        return _no("ownership", f"target {t.kind}/{t.name} is not spec.targetRef {want.kind}/{want.name}")
+    return _ok("ownership", f"{t.kind}/{t.name} in {t.namespace} is the loop's own target")
+
+
+def knob_bounds(change: ProposedChange, policy: SafetyPolicy, _: SafetyContext) -> RuleVerdict:
+    """Every proposed knob value lies within its declared [min, max]; an undeclared knob rejects."""
+    for knob, value in sorted(change.proposed.items()):
+        bounds = policy.bounds.get(knob)
+        if bounds is None:
+            return _no("bounds", f"{knob} has no declared bounds")
+        tol = BOUND_TOLERANCE * max(1.0, abs(bounds.max))
+        if not (bounds.min - tol <= value <= bounds.max + tol):
+            return _no("bounds", f"{knob}={value:g} outside [{bounds.min:g}, {bounds.max:g}]")
+    return _ok("bounds", "all knobs within bounds")
+
+
+def max_step(change: ProposedChange, policy: SafetyPolicy, _: SafetyContext) -> RuleVerdict:
+    """No knob moves by more than maxStepPercent of its current value (replicas: at least ±1)."""
+    if change.kind == "rollback":
+        return _ok("maxStep", "rollback to last good settings is exempt")
+    limit = policy.max_step_percent / 100.0
+    for knob, value in sorted(change.proposed.items()):
+        current = change.current.get(knob)
+        if current is None:
+            return _no("maxStep", f"current value of {knob} unknown")
+        allowed = abs(current) * limit
+        if knob == "replicas":
+            allowed = max(allowed, MIN_REPLICA_STEP)
+        if abs(value - current) > allowed + BOUND_TOLERANCE * max(1.0, abs(current)):
+            pct = 100.0 * abs(value - current) / abs(current) if current else float("inf")
+            return _no("maxStep", f"{knob} step {pct:.0f}% exceeds {policy.max_step_percent:g}%")
+    return _ok("maxStep", f"every step within {policy.max_step_percent:g}%")
+
+
+def cooldown(change: ProposedChange, policy: SafetyPolicy, ctx: SafetyContext) -> RuleVerdict:
+    """No change sooner than `cooldown` after the previous one."""
+    if change.kind == "rollback":
+        return _ok("cooldown", "rollback is exempt")
+    if ctx.last_change_at is None:
+        return _ok("cooldown", "no previous change")
+    elapsed = ctx.now - ctx.last_change_at
+    if elapsed < policy.cooldown_seconds:
+        return _no("cooldown", f"{elapsed:.0f}s since last change < cooldown {policy.cooldown_seconds:.0f}s")
+    return _ok("cooldown", f"{elapsed:.0f}s since last change")
+
+
+def change_budget(change: ProposedChange, policy: SafetyPolicy, ctx: SafetyContext) -> RuleVerdict:
+    """At most maxChangesPerHour applied changes in the trailing hour."""
+    recent = sum(1 for t in ctx.recent_change_times if 0 <= ctx.now - t < SECONDS_PER_HOUR)
+    if recent >= policy.max_changes_per_hour:
+        return _no("changeBudget", f"{recent} changes in the last hour (max {policy.max_changes_per_hour})")
+    return _ok("changeBudget", f"{recent}/{policy.max_changes_per_hour} changes in the last hour")
+
+
+def is_remedy(change: ProposedChange) -> bool:
+    """A change that only adds capacity (nothing decreases, something increases), or a rollback."""
+    if change.kind == "rollback":
+        return True
+    deltas = [v - change.current.get(k, v) for k, v in change.proposed.items()]
+    return all(d >= 0 for d in deltas) and any(d > 0 for d in deltas)
+
+
+def slo_guard(change: ProposedChange, policy: SafetyPolicy, ctx: SafetyContext) -> RuleVerdict:
+    """No change the forecast says breaks the SLO; freeze while it is broken unless this is the remedy."""
+    if not policy.slo_guard:
+        return _ok("sloGuard", "disabled by spec")
+    if ctx.slo_met_now is None:
+        return _no("sloGuard", "current SLO state unknown")
+    if not ctx.slo_met_now:
+        if is_remedy(change):
+            return _ok("sloGuard", "SLO broken; change adds capacity (remedy)")
+        return _no("sloGuard", "SLO broken now: frozen except for remedies")
+    if ctx.forecast_slo_met is None:
+        return _no("sloGuard", "no forecast for the proposed settings")
+    if not ctx.forecast_slo_met:
+        return _no("sloGuard", "forecast says the proposed settings break the SLO")
+    return _ok("sloGuard", "SLO met now and forecast to hold")
+
+
+def min_confidence(change: ProposedChange, policy: SafetyPolicy, ctx: SafetyContext) -> RuleVerdict:
+    """The prediction behind the change is at least as confident as the spec requires."""
+    if change.kind == "rollback":
+        return _ok("confidence", "rollback to measured-good settings")
+    if ctx.slo_met_now is False and is_remedy(change):
+        return _ok("confidence", "SLO broken: a capacity-adding remedy needs no model confidence")
+    if ctx.confidence is None or ctx.confidence != ctx.confidence:
+        return _no("confidence", "confidence unknown")
+    if ctx.confidence < policy.min_confidence:
+        return _no("confidence", f"confidence {ctx.confidence:.2f} < {policy.min_confidence:.2f}")
+    return _ok("confidence", f"confidence {ctx.confidence:.2f}")
+
+
+def _restarts_pods(change: ProposedChange) -> bool:
+    for knob in change.changed_knobs():
+        if knob in POD_RESTARTING_KNOBS:
+            return True
+        if knob == "replicas" and change.proposed[knob] < change.current.get(knob, 0.0):
+            return True
+    return False
+
+
+def pdb_headroom(change: ProposedChange, _: SafetyPolicy, ctx: SafetyContext) -> RuleVerdict:
+    """A change that restarts or removes pods needs a PodDisruptionBudget with headroom."""
+    if not _restarts_pods(change):
+        return _ok("pdbHeadroom", "change restarts no pods")
+    if ctx.pdb is None:
+        return _no("pdbHeadroom", "PodDisruptionBudget state unknown")
+    if not ctx.pdb.present:
+        return _ok("pdbHeadroom", "no PodDisruptionBudget selects the target")
+    if ctx.pdb.disruptions_allowed < 1:
+        return _no("pdbHeadroom", "PodDisruptionBudget allows no disruption now")
+    return _ok("pdbHeadroom", f"{ctx.pdb.disruptions_allowed} disruption(s) allowed")
+
+
+def anomaly_freeze(change: ProposedChange, _: SafetyPolicy, ctx: SafetyContext) -> RuleVerdict:
+    """Freeze while an unexplained anomaly is active (rollbacks still go through)."""
+    if ctx.anomaly_active is None:
+        return _no("anomalyFreeze", "anomaly state unknown")
+    if ctx.anomaly_active and change.kind != "rollback":
+        return _no("anomalyFreeze", "unexplained anomaly active")
+    return _ok("anomalyFreeze", "no unexplained anomaly" if not ctx.anomaly_active else "rollback allowed")
+
+
+def not_empty(change: ProposedChange, _: SafetyPolicy, __: SafetyContext) -> RuleVerdict:
+    """A change that changes nothing is not a change."""
+    if not change.changed_knobs():
+        return _no("nonEmpty", "proposed settings equal current settings")
+    return _ok("nonEmpty", f"changes {', '.join(change.changed_knobs())}")
+
+
+# The one place the rules are assembled. Order is the order shown in status.
+DEFAULT_RULES: Final[tuple[Rule, ...]] = (
+    ownership,
+    not_empty,
+    knob_bounds,
+    max_step,
+    cooldown,
+    change_budget,
+    slo_guard,
+    min_confidence,
+    pdb_headroom,
+    anomaly_freeze,
+)
+
+
+def validate(
+    change: ProposedChange,
+    policy: SafetyPolicy,
+    context: SafetyContext,
+    *,
+    rules: Sequence[Rule] = DEFAULT_RULES,
+) -> SafetyResult:
+    """Run every rule; accepted only if all pass. A rule that raises rejects (fail closed)."""
+    verdicts: list[RuleVerdict] = []
+    for rule in rules:
+        try:
+            verdicts.append(rule(change, policy, context))
+        except Exception as exc:  # fail closed on any rule error, with the reason visible
+            verdicts.append(_no(getattr(rule, "__name__", "rule"), f"could not evaluate: {exc}"))
+    return SafetyResult(accepted=bool(verdicts) and all(v.passed for v in verdicts), verdicts=tuple(verdicts))

@@ -1,0 +1,81 @@
+"""Workload series for bench/rightsizing: the real CPU traces and generated CPU and memory series.
+
+Generated kinds (1 sample/minute): diurnal, bursty, step and growth for CPU (cores) and memory
+(bytes: a leak that resets on restarts, a step at a deploy, growth, diurnal working set).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+
+TRACES_DIR: Final[Path] = Path("/work/shared/data/traces")
+MINUTES_PER_DAY: Final[int] = 1440
+GIB: Final[float] = 2.0**30
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    resource: str  # "cpu" | "memory"
+    ts: np.ndarray  # Unix seconds
+    usage: np.ndarray  # cores or bytes
+
+
+def load_traces(max_days: int | None = None) -> list[Series]:
+    """Real traces scaled so the first day's mean is 1 core (units are the app's own; VPA's
+    histogram has absolute bucket sizes in cores, so the scale must be sensible)."""
+    out = []
+    for path in sorted(TRACES_DIR.glob("cpu-*.csv")):
+        with path.open() as fh:
+            rows = list(csv.reader(fh))[1:]
+        data = np.array(rows, dtype=np.float64)
+        ts, usage = data[:, 0], np.maximum(data[:, 1], 0.0)
+        if max_days is not None:
+            keep = max_days * MINUTES_PER_DAY
+            ts, usage = ts[:keep], usage[:keep]
+        first_mean = float(np.mean(usage[:MINUTES_PER_DAY])) or float(np.mean(usage)) or 1.0
+        out.append(Series(path.stem, "cpu", ts, usage / first_mean))
+    return out
+
+
+def _diurnal(minutes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    phase = rng.uniform(0, 2 * np.pi)
+    day = minutes / MINUTES_PER_DAY
+    weekly = 1.0 - 0.25 * ((np.floor(day) % 7) >= 5)
+    return weekly * (1.0 + 0.6 * np.sin(2 * np.pi * day + phase))
+
+
+def generate(days: int, seed: int) -> list[Series]:
+    rng = np.random.default_rng(seed)
+    n = days * MINUTES_PER_DAY
+    m = np.arange(n, dtype=np.float64)
+    ts = 1_700_000_000.0 + 60.0 * m
+    out: list[Series] = []
+    noise = lambda s: np.exp(rng.normal(0, s, n))  # noqa: E731
+    # CPU
+    out.append(Series(f"gen-cpu-diurnal-{seed}", "cpu", ts, 1.0 * _diurnal(m, rng) * noise(0.1)))
+    bursts = (rng.random(n) < 0.01) * rng.exponential(1.5, n)
+    bursts = np.convolve(bursts, np.ones(10), mode="same")
+    out.append(Series(f"gen-cpu-bursty-{seed}", "cpu", ts, (0.8 + bursts) * noise(0.15)))
+    step_at = rng.integers(3, days - 2) * MINUTES_PER_DAY + rng.integers(0, MINUTES_PER_DAY)
+    level = np.where(m < step_at, 1.0, rng.choice([0.5, 1.8]))
+    out.append(Series(f"gen-cpu-step-{seed}", "cpu", ts, level * _diurnal(m, rng) * noise(0.1)))
+    growth = np.exp(np.log(rng.uniform(1.5, 3.0)) * m / n)
+    out.append(Series(f"gen-cpu-growth-{seed}", "cpu", ts, growth * _diurnal(m, rng) * noise(0.1)))
+    # Memory (bytes)
+    base = rng.uniform(0.5, 2.0) * GIB
+    ws = 1.0 + 0.15 * (_diurnal(m, rng) - 1.0)
+    out.append(Series(f"gen-mem-diurnal-{seed}", "memory", ts, base * ws * noise(0.02)))
+    restarts = np.sort(rng.choice(n, size=max(1, days // 3), replace=False))
+    since = m - np.concatenate([[0.0], restarts])[np.searchsorted(restarts, m, side="right")]
+    leak = 1.0 + 0.3 * since / (3 * MINUTES_PER_DAY)
+    out.append(Series(f"gen-mem-leak-{seed}", "memory", ts, base * leak * noise(0.02)))
+    mstep = np.where(m < step_at, 1.0, rng.choice([0.7, 1.5]))
+    out.append(Series(f"gen-mem-step-{seed}", "memory", ts, base * mstep * ws * noise(0.02)))
+    out.append(Series(f"gen-mem-growth-{seed}", "memory", ts, base * growth * ws * noise(0.02)))
+    return out

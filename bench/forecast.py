@@ -1,0 +1,180 @@
+"""Rolling-origin backtest of `autoloop.engines.forecast` on the shared real CPU traces.
+
+Run: `python -m bench.forecast` (full) or `python -m bench.forecast --quick` (fewer origins and
+series, same code path). Two horizons: the next hour at 5-minute resolution and the next day at
+1-hour resolution. At each origin every method sees only the history before it (all of it, as the
+operator's Prometheus range query would return) and forecasts the mean of each future step.
+
+Scores: mean pinball loss over quantiles 0.05 / 0.5 / 0.95 and the coverage of the 90 % interval
+[q0.05, q0.95]. The baseline, per series and horizon, is the better (lower pinball loss over all
+origins) of two naive methods, each with quantiles from its own historical h-step errors:
+* seasonal naive: the value one day earlier (Hyndman & Athanasopoulos, "Forecasting: Principles
+  and Practice", 3rd ed., section 5.2, with m = one day);
+* last-value naive (same section, "naive method");
+* intervals for both: empirical quantiles of the method's past errors at the same step ahead
+  (same book, section 5.5, "prediction intervals from bootstrapped residuals").
+Improvement per series = 1 - loss(model) / loss(baseline); the headline is the mean over series,
+the lower of the two horizons. Coverage is pooled over every forecast step of every origin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+
+from autoloop.engines import forecast
+
+TRACES: Final[Path] = Path("/work/shared/data/traces")
+QUANTILES: Final[tuple[float, ...]] = (0.05, 0.5, 0.95)
+# (name, horizon seconds, step seconds)
+HORIZONS: Final[tuple[tuple[str, int, int], ...]] = (("1h@5m", 3600, 300), ("1d@1h", 86_400, 3600))
+# Origins start after this much history: the model needs a week for daily-horizon backtests.
+MIN_HISTORY_SECONDS: Final[int] = 7 * 86_400
+FULL_ORIGINS: Final[int] = 8
+QUICK_ORIGINS: Final[int] = 2
+QUICK_SERIES: Final[int] = 4
+
+
+@dataclass
+class Scores:
+    pinball: float
+    covered: int
+    total: int
+
+
+def load(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    data = np.genfromtxt(path, delimiter=",", skip_header=1)
+    return data[:, 0], data[:, 1]
+
+
+def naive_quantiles(z: np.ndarray, n_steps: int, period: int) -> np.ndarray:
+    """(Q, H) quantiles of a naive method (period 1 = last value) from its past h-step errors."""
+    out = np.zeros((len(QUANTILES), n_steps))
+    n = len(z)
+    for h in range(1, n_steps + 1):
+        lag = period * int(np.ceil(h / period))  # the value used is `lag` steps before the target
+        point = z[n - 1 + h - lag]
+        errors = z[lag:] - z[:-lag]
+        out[:, h - 1] = point + np.quantile(errors, QUANTILES)
+    return np.maximum(out, 0.0)
+
+
+def score(y: np.ndarray, q: np.ndarray) -> Scores:
+    loss = float(np.mean([forecast.pinball_loss(y, q[i], tau) for i, tau in enumerate(QUANTILES)]))
+    covered = int(((y >= q[0]) & (y <= q[-1])).sum())
+    return Scores(loss, covered, len(y))
+
+
+def origins(t: np.ndarray, horizon: int, step: int, k: int) -> np.ndarray:
+    lo = t[0] + MIN_HISTORY_SECONDS
+    hi = t[-1] - horizon - step
+    if hi < lo:
+        return np.zeros(0)
+    cand = np.linspace(lo, hi, k)
+    return np.floor(cand / step) * step
+
+
+def run(quick: bool, n_origins: int | None = None) -> dict[str, float]:
+    paths = sorted(TRACES.glob("cpu-*.csv"), key=lambda p: int(p.stem.split("-")[1]))
+    if quick:
+        paths = paths[:QUICK_SERIES]
+    k = n_origins or (QUICK_ORIGINS if quick else FULL_ORIGINS)
+    results: dict[str, float] = {}
+    print(
+        f"{'series':8} {'horizon':7} {'model':>10} {'seas.naive':>10} {'last':>10} {'impr':>7} {'cov90':>6} {'fit s':>6}  chosen"
+    )
+    all_cov = [0, 0]
+    improvements_by_h: dict[str, list[float]] = {}
+    for name, horizon, step in HORIZONS:
+        impr: list[float] = []
+        cov = [0, 0]
+        base_cov = {"snaive": [0, 0], "last": [0, 0]}
+        fit_times: list[float] = []
+        cpu_times: list[float] = []
+        for path in paths:
+            t, v = load(path)
+            acc = {m: Scores(0.0, 0, 0) for m in ("model", "snaive", "last")}
+            chosen: list[str] = []
+            orig = origins(t, horizon, step, k)
+            for origin in orig:
+                hist = t < origin
+                started = time.perf_counter()
+                cpu_started = time.process_time()
+                fc = forecast.forecast(
+                    t[hist], v[hist], horizon_seconds=horizon, step_seconds=step, quantiles=QUANTILES
+                )
+                fit_times.append(time.perf_counter() - started)
+                cpu_times.append(time.process_time() - cpu_started)
+                chosen.append(fc.model)
+                times, z = forecast.resample(t, v, step)
+                at = np.searchsorted(times, fc.timestamps)
+                y = z[at]
+                hz = z[: np.searchsorted(times, origin)]
+                n_steps = len(y)
+                for m, q in (
+                    ("model", fc.values),
+                    ("snaive", naive_quantiles(hz, n_steps, round(86_400 / step))),
+                    ("last", naive_quantiles(hz, n_steps, 1)),
+                ):
+                    sc = score(y, q)
+                    acc[m].pinball += sc.pinball / len(orig)
+                    acc[m].covered += sc.covered
+                    acc[m].total += sc.total
+            if not len(orig):
+                continue
+            base = min(acc["snaive"].pinball, acc["last"].pinball)
+            improvement = 1.0 - acc["model"].pinball / base if base > 0 else 0.0
+            impr.append(improvement)
+            cov[0] += acc["model"].covered
+            cov[1] += acc["model"].total
+            for m, c in base_cov.items():
+                c[0] += acc[m].covered
+                c[1] += acc[m].total
+            c90 = acc["model"].covered / acc["model"].total
+            picks = ",".join(sorted(set(chosen)))
+            print(
+                f"{path.stem:8} {name:7} {acc['model'].pinball:10.4g} {acc['snaive'].pinball:10.4g} "
+                f"{acc['last'].pinball:10.4g} {improvement:7.1%} {c90:6.1%} {np.mean(fit_times[-len(orig) :]):6.2f}  {picks}"
+            )
+        improvements_by_h[name] = impr
+        results[f"pinball_improvement_vs_naive_{name}"] = float(np.mean(impr))
+        results[f"interval_coverage_90_{name}"] = cov[0] / cov[1]
+        for m, c in base_cov.items():
+            results[f"baseline_{m}_coverage_90_{name}"] = c[0] / c[1]
+        results[f"fit_seconds_mean_{name}"] = float(np.mean(fit_times))
+        results[f"fit_seconds_max_{name}"] = float(np.max(fit_times))
+        results[f"fit_cpu_seconds_mean_{name}"] = float(np.mean(cpu_times))
+        all_cov[0] += cov[0]
+        all_cov[1] += cov[1]
+        print(
+            f"{'mean':8} {name:7} improvement {np.mean(impr):.1%} (median {np.median(impr):.1%}), "
+            f"coverage {cov[0] / cov[1]:.1%}, fit {np.mean(fit_times):.2f} s mean / {np.max(fit_times):.2f} s max "
+            f"wall, {np.mean(cpu_times):.2f} s mean CPU"
+        )
+        print(
+            f"{'':8} {name:7} baseline 90 % coverage: seasonal naive "
+            f"{base_cov['snaive'][0] / base_cov['snaive'][1]:.1%}, last value {base_cov['last'][0] / base_cov['last'][1]:.1%}"
+        )
+    headline = {
+        "pinball_improvement_vs_naive": min(float(np.mean(i)) for i in improvements_by_h.values()),
+        "interval_coverage_90": all_cov[0] / all_cov[1],
+    }
+    return {**headline, **results}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer series and origins (< 1 minute)")
+    parser.add_argument("--origins", type=int, default=None, help="origins per series and horizon")
+    args = parser.parse_args()
+    print(json.dumps(run(args.quick, args.origins)))
+
+
+if __name__ == "__main__":
+    main()

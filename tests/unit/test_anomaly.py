@@ -1,0 +1,232 @@
+"""Tests for `autoloop.engines.anomaly`: robust per-series detection, load explanation, bad data."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from autoloop.engines import anomaly
+
+STEP = 15.0
+N = 300  # 75 minutes of 15 s samples
+T = np.arange(N) * STEP
+TEST_START = 2700.0  # index 180: the first 45 minutes are the reference
+
+
+def noise(seed: int, sigma: float = 1.0, n: int = N) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0.0, sigma, n)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("latency_ms", "latency"),
+        ("http_request_duration_seconds_p99", "latency"),
+        ("error_ratio", "errors"),
+        ("http_5xx_rate", "errors"),
+        ("container_memory_working_set_bytes", "memory"),
+        ("cpu_cores", "cpu"),
+        ("rps", "load"),
+        ("http_requests_total", "load"),
+        ("queue_depth", "other"),
+    ],
+)
+def test_metric_kind_from_name(name: str, kind: str) -> None:
+    assert anomaly.metric_kind(name) == kind
+
+
+def test_clean_series_drops_nan_sorts_and_keeps_last_duplicate() -> None:
+    t, x = anomaly.clean_series([30, 10, 20, 20, 40, math.nan], [3.0, 1.0, 2.0, 2.5, math.nan, 6.0])
+    # NaN value at t=40 and NaN time are dropped; t=20 appears twice, the later sample (2.5) wins.
+    assert t.tolist() == [10, 20, 30]
+    assert x.tolist() == [1.0, 2.5, 3.0]
+
+
+def test_counter_reset_becomes_a_rate() -> None:
+    # 0 -> 10 -> 20 over 10 s steps is 1/s; the drop to 5 is a restart: 5 new requests in 10 s = 0.5/s.
+    t, x = anomaly.clean_series([0, 10, 20, 30, 40], [0, 10, 20, 5, 15], counter=True)
+    assert t.tolist() == [10, 20, 30, 40]
+    assert x.tolist() == [1.0, 1.0, 0.5, 1.0]
+
+
+def test_robust_scale_ignores_outliers_in_the_reference() -> None:
+    x = 100.0 + noise(1)
+    x[20:30] += 50.0  # an incident inside the reference must not inflate the scale
+    s = anomaly.score_series(T, x, reference_end=TEST_START, metric="latency_ms")
+    # Noise sigma is 1: the MAD-based scale stays near 1 (sampling error of ~180 points ~ 10 %).
+    assert 0.8 < s.scale < 1.25
+    assert abs(float(np.median(s.z[180:]))) < 0.5
+
+
+def test_linear_trend_is_extrapolated_not_flagged() -> None:
+    # Daily seasonality seen through one hour is a slope: 0.01 per s = 27 units over the test window.
+    x = 100.0 + 0.01 * T + noise(2)
+    report = anomaly.detect({"svc": {"latency_ms": (T, x)}}, test_start=TEST_START)
+    assert report.anomalies == ()
+
+
+def test_seasonal_profile_used_with_two_days_of_reference() -> None:
+    t = np.arange(0.0, 3 * 86400.0, 60.0)
+    x = 100.0 + 50.0 * np.sin(2 * np.pi * t / 86400.0) + noise(3, n=t.size)
+    s = anomaly.score_series(t, x, reference_end=t[-1] - 3600.0, metric="cpu_cores")
+    # The last hour follows the daily curve (a 50-unit swing), so its z-scores stay small; a
+    # linear trend of the last day's reference could not follow the curve.
+    assert float(np.max(np.abs(s.z[-60:]))) < 5.0
+
+
+@pytest.mark.parametrize(
+    ("size", "severity", "detected_index"),
+    [
+        # 8 sigma: above the 6-sigma threshold, below 1.5 x 6 = 9, so three samples are needed
+        # (alarm at the third faulty sample, two scrapes after the start); below 2 x 6: warning.
+        (8.0, "warning", 202),
+        # 20 sigma >= 9: two samples suffice (one scrape of delay); 20 >= 12: critical.
+        (20.0, "critical", 201),
+    ],
+)
+def test_step_found_within_two_scrapes_with_its_start(
+    size: float, severity: str, detected_index: int
+) -> None:
+    x = 50.0 + noise(4)
+    x[200:] += size
+    report = anomaly.detect({"svc": {"latency_ms": (T, x)}}, test_start=TEST_START)
+    assert len(report.anomalies) == 1
+    a = report.anomalies[0]
+    assert a.start == T[200]
+    assert a.detected_at == T[detected_index]
+    assert (a.direction, a.shape, a.severity, a.end) == ("up", "step", severity, None)
+    assert a.unexplained and report.unexplained_active
+
+
+def test_ramp_is_classified_and_dated() -> None:
+    x = 1000.0 + noise(5, sigma=10.0)
+    x[200:] += np.arange(N - 200) * 5.0  # +5 MB per scrape: 500 MB over the last 100 samples
+    a = anomaly.detect({"svc": {"memory_mb": (T, x)}}, test_start=TEST_START).anomalies[0]
+    assert a.shape == "ramp"
+    # A ramp crosses the noise gradually: the CUSUM start is within two minutes of the truth.
+    assert T[200] - 120.0 <= a.start <= T[200] + 120.0
+
+
+def test_burst_ends() -> None:
+    x = 0.01 + noise(6, sigma=0.001)
+    x[200:210] += 0.05
+    a = anomaly.detect({"svc": {"error_ratio": (T, x)}}, test_start=TEST_START).anomalies[0]
+    assert a.shape == "burst"
+    assert a.end is not None and T[209] <= a.end <= T[214]
+    assert not a.active
+
+
+def _service_under_load(cpu_extra: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    rps = 200.0 * (1.0 + noise(7, 0.02))
+    rps[200:240] *= 1.8  # a load spike: 80 % more requests for ten minutes
+    cpu = 0.005 * rps + 0.2 + noise(8, 0.01)
+    cpu[200:] += cpu_extra
+    return {"rps": (T, rps), "cpu_cores": (T, cpu)}
+
+
+def test_load_spike_is_demand_not_a_fault() -> None:
+    report = anomaly.detect({"svc": _service_under_load(0.0)}, test_start=TEST_START)
+    # The request rate itself is flagged, as load; cpu follows it (elasticity 0.8 < 1.5): no alarm.
+    assert [a.metric for a in report.anomalies] == ["rps"]
+    assert report.anomalies[0].explained_by_load
+    assert not report.unexplained_active
+
+
+def test_cpu_hog_during_a_load_spike_is_still_found() -> None:
+    # 1.5 extra cores on a ~1.2-core service: a jump the 80 % load change cannot account for.
+    report = anomaly.detect({"svc": _service_under_load(1.5)}, test_start=TEST_START)
+    cpu = [a for a in report.anomalies if a.metric == "cpu_cores"]
+    assert cpu and cpu[0].unexplained
+    assert report.unexplained_active
+
+
+def test_pure_noise_gives_no_alarm_across_many_series() -> None:
+    rng = np.random.default_rng(9)
+    series = {
+        f"svc-{i}": {
+            m: (T, 100.0 + rng.normal(0.0, 5.0, N)) for m in ("latency_ms", "cpu_cores", "memory_mb")
+        }
+        for i in range(50)
+    }
+    # 150 series x 120 test samples of Gaussian noise: three consecutive |z| >= 6 (or two >= 9)
+    # have odds below 1e-20.
+    assert anomaly.detect(series, test_start=TEST_START).anomalies == ()
+
+
+@pytest.mark.parametrize(
+    ("t", "x"),
+    [
+        ([], []),
+        ([0.0], [1.0]),
+        (T, np.full(N, math.nan)),
+        (T, np.full(N, 7.0)),
+        (T, np.where(np.arange(N) % 3 == 0, math.nan, 5.0 + noise(10))),
+        (T[:10], np.arange(20.0)),  # mismatched lengths are trimmed
+        ([math.inf, 1.0], [1.0, math.inf]),
+    ],
+    ids=["empty", "single", "all-nan", "constant", "gappy-nan", "mismatched", "inf"],
+)
+def test_bad_data_never_raises_nor_alarms(t: Any, x: Any) -> None:
+    report = anomaly.detect({"svc": {"latency_ms": (t, x)}}, test_start=TEST_START)
+    assert not report.unexplained_active
+    json.dumps(report.to_dict())
+
+
+def test_constant_reference_then_change_is_low_confidence() -> None:
+    x = np.zeros(N)
+    x[200:] = 0.001  # an error ratio stuck at exactly 0, then a tiny rise
+    report = anomaly.detect({"svc": {"error_ratio": (T, x)}}, test_start=TEST_START)
+    assert len(report.anomalies) == 1
+    a = report.anomalies[0]
+    assert a.low_confidence and a.severity == "warning" and not a.unexplained
+    assert not report.unexplained_active
+
+
+def test_gaps_do_not_hide_a_step() -> None:
+    keep = np.ones(N, dtype=bool)
+    keep[100:150] = False  # a 12-minute scrape outage in the reference
+    keep[205:208] = False
+    x = 50.0 + noise(11)
+    x[200:] += 20.0
+    report = anomaly.detect({"svc": {"latency_ms": (T[keep], x[keep])}}, test_start=TEST_START)
+    assert len(report.anomalies) == 1 and report.anomalies[0].start == T[200]
+
+
+def test_counter_reset_is_not_an_anomaly() -> None:
+    counts = np.cumsum(np.full(N, 150.0) + noise(12, 5.0))
+    counts[220:] -= counts[219]  # the pod restarted: the counter starts again from zero
+    report = anomaly.detect({"svc": {"requests_total": (T, counts)}}, test_start=TEST_START)
+    assert report.anomalies == ()
+
+
+def test_multivariate_check_finds_a_joint_shift_no_single_metric_shows() -> None:
+    rng = np.random.default_rng(13)
+    metrics = {m: (T, 100.0 + rng.normal(0.0, 1.0, N)) for m in ("latency_ms", "cpu_cores", "memory_mb")}
+    for m in metrics:
+        # 2.5 sigma on each for three minutes: under the 6-sigma pair rule, and the CUSUM drift
+        # (2.5) eats it; jointly the points sit 4.3 sigma from the reference cloud.
+        metrics[m][1][200:212] += 2.5
+    assert anomaly.detect({"svc": metrics}, test_start=TEST_START).anomalies == ()
+    joint = anomaly.detect(
+        {"svc": metrics}, test_start=TEST_START, detector=anomaly.AnomalyDetector(multivariate=True)
+    )
+    assert [a.metric for a in joint.anomalies] == ["*"]
+    assert T[198] <= joint.anomalies[0].start <= T[212]
+
+
+def test_to_dict_is_json_safe_and_bounded() -> None:
+    series = {}
+    for i in range(30):
+        x = 10.0 + noise(100 + i)
+        x[200:] += 30.0
+        series[f"svc-{i}"] = {"latency_ms": (T, x)}
+    report = anomaly.detect(series, test_start=TEST_START)
+    d = report.to_dict()
+    assert d["count"] == 30
+    assert len(d["anomalies"]) == anomaly.MAX_REPORTED_ANOMALIES
+    assert len(json.dumps(d)) < 20_000
+    assert "svc-" in report.summary() and "(+27 more)" in report.summary()

@@ -1,0 +1,170 @@
+"""The loop decision engine: bad data, JSON state, determinism, rollback, damping, remedies."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from autoloop.engines import loop, safety
+from autoloop.simulation import service
+
+MIB = 2.0**20
+CFG = loop.LoopConfig(
+    namespace="ns",
+    target=safety.Target(namespace="ns", kind="Deployment", name="web"),
+    mode="Auto",
+    bounds={"replicas": (1, 20), "cpu_request": (0.1, 4.0), "memory_request": (64 * MIB, 4096 * MIB)},
+    latency_slo_seconds=0.2,
+    error_slo_ratio=0.01,
+)
+PROFILE = service.ServiceProfile(base_rps=200.0, cpu_seconds_per_request=0.01)
+
+
+def observe(settings: dict[str, float], t: float, rng: np.random.Generator) -> loop.Observation:
+    s = service.Settings(
+        replicas=int(settings["replicas"]),
+        cpu_request_cores=settings["cpu_request"],
+        cpu_limit_cores=None,
+        memory_request_bytes=settings["memory_request"],
+        memory_limit_bytes=settings["memory_request"],
+    )
+    rows = [service.simulate_step(PROFILE, s, t + 10 * i, rng, step_seconds=10) for i in range(30)]
+    return loop.Observation(
+        settings=settings,
+        rps=[r.rps for r in rows],
+        latency_p95=[r.latency_p95_seconds for r in rows],
+        error_ratio=[r.error_ratio for r in rows],
+        cpu_per_pod=[r.cpu_cores_per_pod for r in rows],
+        memory_per_pod=[r.memory_bytes_per_pod for r in rows],
+        pdb=safety.PdbStatus(present=False),
+    )
+
+
+def run(settings: dict[str, float], n: int, cfg: loop.LoopConfig = CFG, seed: int = 0):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    engine, state, decisions = loop.LoopEngine(), loop.LoopState(), []
+    for i in range(n):
+        t = 300.0 * (i + 1)
+        d, state = engine.step(cfg, state, observe(settings, t - 300, rng), t)
+        state = loop.LoopState.model_validate_json(state.model_dump_json())
+        decisions.append(d)
+        if d.applied and d.settings:
+            settings = {k: d.settings[k] for k in ("replicas", "cpu_request", "memory_request")}
+    return decisions, state, settings
+
+
+OVER = {"replicas": 10.0, "cpu_request": 1.0, "memory_request": 1024 * MIB}
+
+
+def test_bad_metrics_mean_no_action() -> None:
+    obs = observe(OVER, 0.0, np.random.default_rng(0)).model_copy(update={"latency_p95": [float("nan")]})
+    d, state = loop.LoopEngine().step(CFG, loop.LoopState(), obs, 300.0)
+    assert d.action == "none" and not d.applied and "metrics" in d.explanation.proposed
+    assert state.history == [] and state.iteration == 1
+
+
+def test_over_provisioned_service_gets_cheaper_within_bounds_and_state_stays_bounded() -> None:
+    decisions, state, final = run(OVER, 70)
+    start_cost, end_cost = CFG.cost(OVER), CFG.cost(final)
+    assert end_cost < 0.7 * start_cost
+    for d in decisions:
+        if d.settings:
+            assert all(CFG.bounds[k][0] <= d.settings[k] <= CFG.bounds[k][1] for k in CFG.bounds)
+    assert len(state.history) <= loop.MAX_HISTORY and len(state.decisions) <= loop.MAX_DECISIONS
+    assert state.model.fitted_on > 0
+    # Every change carries its explanation and the validator's verdicts.
+    change = next(d for d in decisions if d.action == "change")
+    assert change.explanation.saw and change.explanation.proposed and change.verdicts
+
+
+def test_deterministic_given_seed() -> None:
+    a, _, _ = run(OVER, 15)
+    b, _, _ = run(OVER, 15)
+    assert [d.model_dump() for d in a] == [d.model_dump() for d in b]
+
+
+def test_recommend_mode_never_applies() -> None:
+    decisions, state, final = run(OVER, 20, cfg=CFG.model_copy(update={"mode": "Recommend"}))
+    assert final == OVER and state.pending is None
+    assert any(d.action == "change" and d.accepted and not d.applied for d in decisions)
+
+
+def test_under_provisioned_only_remedies_while_slo_broken() -> None:
+    settings = {"replicas": 2.0, "cpu_request": 0.5, "memory_request": 256 * MIB}
+    start = dict(settings)
+    rng, engine, state = np.random.default_rng(0), loop.LoopEngine(), loop.LoopState()
+    broken_changes = 0
+    for i in range(20):
+        d, state = engine.step(CFG, state, observe(settings, 300.0 * i, rng), 300.0 * (i + 1))
+        if d.action == "change" and d.explanation.saw["slo_met"] == 0.0:
+            broken_changes += 1
+            assert d.settings is not None
+            assert all(d.settings[k] >= settings[k] for k in settings), "no knob may shrink while broken"
+        if d.applied and d.settings:
+            settings = {k: d.settings[k] for k in settings}
+    assert broken_changes >= 1
+    assert settings["replicas"] * settings["cpu_request"] > start["replicas"] * start["cpu_request"]
+    assert d.explanation.saw["slo_met"] == 1.0
+
+
+def test_rollback_to_last_good_when_slo_breaks_after_change() -> None:
+    good = {"replicas": 4.0, "cpu_request": 1.0, "memory_request": 512 * MIB}
+    bad = {"replicas": 1.0, "cpu_request": 0.5, "memory_request": 512 * MIB}
+    rng = np.random.default_rng(0)
+    state = loop.LoopState(
+        last_good=good,
+        change_times=[1000.0],
+        pending=loop.Pending(
+            decision_id="web-000001",
+            applied_at=1000.0,
+            previous=good,
+            settings=bad,
+            predicted_latency=0.1,
+            strategy="large",
+        ),
+    )
+    d, state = loop.LoopEngine().step(CFG, state, observe(bad, 1000.0, rng), 1000.0 + CFG.settle_seconds)
+    assert d.action == "rollback" and d.applied
+    assert {k: d.settings[k] for k in good} == good  # type: ignore[index]
+    assert "roll back" in d.explanation.proposed and d.explanation.measured is not None
+    assert state.rollbacks == 1 and state.strategies.failures["large"] == 1
+    # The capacity that failed (1 x 0.5 cores) plus 10 %, per request/s seen, becomes a floor.
+    seen_rps = d.explanation.saw["rps"]
+    assert state.capacity_floor == pytest.approx(0.5 * 1.1 / seen_rps)
+
+
+def test_damping_blocks_a_quick_reversal() -> None:
+    rng = np.random.default_rng(0)
+    state = loop.LoopState()
+    engine = loop.LoopEngine()
+    for i in range(8):  # learn a model on the over-provisioned service without acting
+        _, state = engine.step(
+            CFG.model_copy(update={"mode": "Recommend"}),
+            state,
+            observe(OVER, 300.0 * i, rng),
+            300.0 * (i + 1),
+        )
+    now = 300.0 * 9
+    state = state.model_copy(
+        update={"last_direction": {"replicas": 1.0, "cpu_request": 1.0}, "last_direction_at": now - 60}
+    )
+    d, _ = engine.step(CFG, state, observe(OVER, now - 300, rng), now)
+    assert d.action == "hold" and "damping" in d.explanation.proposed
+    # Same situation once the reverse-hold window has passed: the engine proposes to shrink.
+    later = state.model_copy(update={"last_direction_at": now - CFG.reverse_hold_seconds - 1})
+    d2, _ = engine.step(CFG, later, observe(OVER, now - 300, rng), now)
+    assert d2.action == "change"
+
+
+def test_steady_service_settles_without_oscillating() -> None:
+    decisions, _, _ = run(OVER, 90)
+    applied = [(i, d) for i, d in enumerate(decisions) if d.applied and d.action == "change"]
+    # Damping + hysteresis + deadband: the descent happens early, the last half is (nearly) quiet.
+    assert applied and applied[0][0] < 20
+    assert sum(1 for i, _ in applied if i >= 45) <= 2
+    # No knob goes up, down, up again within the reverse-hold window (6 iterations of 5 min).
+    for (i, a), (j, b) in itertools.pairwise(applied):
+        if j - i < CFG.reverse_hold_seconds / 300:
+            assert {a.explanation.direction, b.explanation.direction} != {"up", "down"}
