@@ -15,6 +15,9 @@ Physics (all deliberately simple, each piece there to make a known RCA difficult
   adds load on the failing callee.
 - Noise is multiplicative Student-t (df 6), its level differing tenfold between services, so a
   quiet caller's symptom can carry a far larger z-score than the noisy root's cause.
+- Hard tier: the root is a mid-tier service whose outgoing traffic changes with the fault (its
+  callees' load and CPU move at the onset), one or two of its callees shift on their own near the
+  onset, the detector reports the onset 60 s late, and one declared edge in ten is missing.
 """
 
 from __future__ import annotations

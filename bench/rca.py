@@ -10,11 +10,11 @@ Every method ranks services from the same series, graph and reported onset:
 - autoloop: `autoloop.engines.rca.analyze` (its documented entry point).
 - random: a seeded random permutation of the services.
 - N-sigma: per service, the max over metrics and post-onset samples of |x - mean(pre)| / std(pre)
-  (the "N-Sigma" baseline of RCAEval: Pham et al., "RCAEval: A Benchmark for Root Cause
-  Analysis of Microservice Systems", WWW 2025 companion, section 4.2).
-- robust scorer (BARO-style): |max(post) - median(pre)| / IQR(pre), max over metrics (BARO's
-  RobustScaler ranking: Pham et al., "BARO: Robust Root Cause Analysis for Microservices via
-  Multivariate Bayesian Online Change Point Detection", FSE 2024, section 3.3).
+  (the StandardScaler variant of RCAEval's scorers: github.com/phamquiluan/RCAEval,
+  RCAEval/e2e/baro.py, which splits normal/anomalous data at the reported time as here).
+- robust scorer (BARO-style): |max(post) - median(pre)| / IQR(pre), max over metrics (the
+  RobustScaler ranking of BARO, Pham, Ha & Zhang, FSE 2024; same file of RCAEval). The formulas are
+  the issue's; neither baseline has a tuned constant.
 Detection: `autoloop.engines.anomaly.detect` on each case's fault window and on its no-fault
 twin (same graph, load and noise), against a 3-sigma detector (any sample beyond mean +- 3 std
 of the reference).
@@ -41,6 +41,7 @@ BOOTSTRAP: Final[int] = 1000
 DETECT_START_S: Final[float] = sim.ONSET_RANGE_S[0]
 """Detection evaluates from 45 min on; the 45 minutes before are its reference."""
 THREE_SIGMA: Final[float] = 3.0
+"""The classic 3-sigma rule: the comparison detector flags any sample beyond mean +- 3 std."""
 FAULT_NAMES: Final[dict[str, str]] = {
     "cpu_hog": "cpu_saturation",
     "memory_leak": "memory_leak",

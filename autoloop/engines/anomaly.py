@@ -14,10 +14,11 @@ Method, per series, tuned for few false alarms:
    not drag the fit.
 2. Robust z-score: residual / (1.4826 * MAD of reference residuals); a relative floor keeps
    near-constant series from producing infinite scores (those are marked low-confidence).
-3. Alarm when two consecutive samples exceed `z_threshold` on the same side (a step or burst,
-   found within two scrapes), or a one-sided CUSUM of z (running median of three, so one wild
-   sample cannot trigger it) passes `cusum_limit` (a slow ramp or small step). The start is the
-   CUSUM change time: the last time the cumulative sum was at zero.
+3. Alarm (causal: never using a later sample) when three consecutive samples exceed
+   `z_threshold` on the same side, or two exceed 1.5 times it (a step or burst, found within two
+   scrapes), or a one-sided CUSUM of z (trailing median of three, so one wild sample cannot
+   trigger it) passes `cusum_limit` (a slow ramp or small step). The start is the CUSUM change
+   time: the last time the cumulative sum was at zero.
 4. Load explanation: a non-load metric that moves with the service's request rate, by no more
    than `load_elasticity` times the rate's relative change (`memory_load_elasticity` for memory,
    which grows with load far less than proportionally), within a minute of the load's move, is

@@ -780,3 +780,10 @@ def analyze(
     return (analyzer or RootCauseAnalyzer()).analyze(
         series, graph, onset=onset, window=window, changes=changes
     )
+
+
+def unexplained_anomaly(report: anomaly.DetectionReport, result: RCAResult | None) -> bool:
+    """The safety validator's `anomaly_active`: an unexplained anomaly is ongoing and the latest
+    analysis (if any) found no confident cause. A confident cause means the loops can act on its
+    recommended action instead of freezing."""
+    return report.unexplained_active and not (result is not None and result.confident)

@@ -142,8 +142,11 @@ def ownership(change: ProposedChange, policy: SafetyPolicy, _: SafetyContext) ->
 
 
 def knob_bounds(change: ProposedChange, policy: SafetyPolicy, _: SafetyContext) -> RuleVerdict:
-    """Every proposed knob value lies within its declared [min, max]; an undeclared knob rejects."""
-    for knob, value in sorted(change.proposed.items()):
+    """Every changed knob lies within its declared [min, max]; changing an undeclared knob rejects.
+
+    A knob the spec does not declare may ride along unchanged (the loop proposes whole settings)."""
+    for knob in change.changed_knobs():
+        value = change.proposed[knob]
         bounds = policy.bounds.get(knob)
         if bounds is None:
             return _no("bounds", f"{knob} has no declared bounds")

@@ -1,26 +1,71 @@
 """MaintenancePlan handlers: select nodes, predict, schedule into windows, execute step by step, report.
 
-Progress of every node lives in status, so a restarted operator resumes exactly where it was.
-The plan's finalizer exists for one reason: a node this plan cordoned is uncordoned when the plan
-is deleted mid-maintenance.
+One pass: select nodes → read their metric history → predict (engines.failure) → schedule the nodes
+that need it (engines.schedule) → in `Auto`, advance nodes already in maintenance and start those
+whose slot is now, within concurrency limits and unless a blocker fires → report.
+
+Progress of every node lives in status and is written before each step acts (intent, act,
+confirm), so a restarted operator resumes exactly where it was: every step's action is
+idempotent, a Done node is never drained again, and the concurrency count is the count of
+progress entries in an active step. Draining evicts the pods of every namespace on a node (nodes
+are cluster-scoped, as with kured); restarts touch only Deployments in the plan's namespace.
+The plan's finalizer uncordons a node this plan cordoned when the plan is deleted mid-maintenance.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import kopf
+import numpy as np
 
-from autoloop.api.common import GROUP, VERSION, rfc3339
-from autoloop.api.maintenanceplan import MaintenancePlan, MaintenancePlanStatus
-from autoloop.metrics.queries import QueryRefused, scope_query
-from autoloop.operator import kube, telemetry, wiring
+from autoloop.api.common import GROUP, VERSION, Mode, parse_duration, rfc3339
+from autoloop.api.maintenanceplan import (
+    Actions,
+    MaintenancePlan,
+    MaintenancePlanStatus,
+    NodeProgress,
+    NodeRisk,
+    ScheduledSlot,
+)
+from autoloop.engines import failure
+from autoloop.engines import schedule as sc
+from autoloop.metrics.queries import QueryRefused, escape_label_value, scope_query
+from autoloop.metrics.source import MetricSource, MetricsUnavailable
+from autoloop.operator import draining, kube, telemetry, wiring
 from autoloop.operator.settings import OperatorSettings
 
 KIND: Final = MaintenancePlan.KIND
 PLURAL: Final = MaintenancePlan.PLURAL
 ACTIVE_STEPS: Final = frozenset({"Cordoned", "Draining", "Acting", "Uncordoning"})
+TERMINAL_STEPS: Final = frozenset({"Done", "Skipped", "Failed"})
+STEP_ORDER: Final[tuple[str, ...]] = ("Cordoned", "Draining", "Acting", "Uncordoning", "Done")
+
+PREDICTIONS_LIMIT: Final = 20
+"""Predictions kept in status: the riskiest nodes (the full list would not fit a large fleet)."""
+RANGE_STEP_SECONDS: Final = 300.0
+"""Resolution of the metric history read from Prometheus (the predictor resamples to 10 min)."""
+SLOT_MINUTES: Final = 30.0
+"""Scheduling grid: a node starts on a half-hour boundary relative to the pass."""
+SCHEDULE_HORIZON_HOURS: Final = 168.0
+"""How far ahead the schedule looks: a week, the span of the weekly windows."""
+SOLVER_TIME_LIMIT_SECONDS: Final = 10.0
+"""Per pass; small fleets solve in milliseconds, large ones stop at this limit with a gap."""
+MIN_DURATION_MINUTES: Final = 10.0
+"""Lower bound of one node's planned maintenance time (cordon, drain, act, uncordon)."""
+DRAIN_PASS_SECONDS: Final = 20.0
+"""How long one pass keeps retrying refused evictions before it yields (the next pass resumes)."""
+DEFAULT_HORIZON_HOURS: Final = 24.0
+"""The horizon `fleet.trained_predictor()` is fit for; other horizons train their own model."""
+HEALTH_QUERY: Final = "vector(1)"
+"""Answers whenever Prometheus is up: tells a down server apart from a node without data."""
+
+SOLVERS: Final[dict[str, sc.SolverName]] = {"Auto": "Auto", "CPSAT": "CPSAT", "Annealing": "Annealing"}
 
 PlanPass = wiring.Pass[MaintenancePlan, MaintenancePlanStatus]
 
@@ -53,6 +98,654 @@ def next_window(plan: MaintenancePlan, now: datetime) -> datetime | None:
     return min(openings, default=None)
 
 
+def window_open(plan: MaintenancePlan, now: datetime) -> bool:
+    return any(start <= now < end for w in plan.spec.windows for start, end in w.openings(now, days=1))
+
+
+# -- pure helpers: limits, steps, slots ------------------------------------------------------------
+
+
+def concurrency_limit(value: int | str, total: int) -> int:
+    """A count, or a percent of `total` rounded down, never below 1 (the scheduler's rule)."""
+    if isinstance(value, str) and value.endswith("%"):
+        return max(1, int(value[:-1]) * total // 100)
+    return max(1, int(value))
+
+
+def active(progress: list[NodeProgress]) -> list[NodeProgress]:
+    return [e for e in progress if e.step in ACTIVE_STEPS]
+
+
+def room_for(
+    node: str,
+    *,
+    progress: list[NodeProgress],
+    labels: dict[str, dict[str, str]],
+    limit: int,
+    group_limits: dict[str, int],
+) -> str | None:
+    """Why `node` cannot start now without exceeding a limit, or None when it can."""
+    running = active(progress)
+    if len(running) >= limit:
+        return f"{len(running)} of {limit} nodes already in maintenance"
+    mine = labels.get(node, {})
+    for key, cap in group_limits.items():
+        if key not in mine:
+            continue
+        same = [e.node for e in running if labels.get(e.node, {}).get(key) == mine[key]]
+        if len(same) >= cap:
+            return f"{len(same)} of {cap} nodes with {key}={mine[key]} already in maintenance"
+    return None
+
+
+def spacing_wait(progress: list[NodeProgress], *, min_spacing: timedelta, now: datetime) -> timedelta:
+    """How long until another node may start, given the latest start in progress."""
+    starts = [parse_time(e.started_at) for e in progress if e.started_at]
+    if not starts or min_spacing <= timedelta(0):
+        return timedelta(0)
+    return max(timedelta(0), max(starts) + min_spacing - now)
+
+
+def steps_for(actions: Actions) -> tuple[str, ...]:
+    """The active steps this plan's actions use, in order, followed by Done."""
+    acting = bool(actions.restart_workloads or actions.annotate or actions.ready_annotation)
+    wanted = {
+        "Cordoned": actions.cordon,
+        "Draining": actions.drain,
+        "Acting": acting,
+        "Uncordoning": actions.uncordon and actions.cordon,
+        "Done": True,
+    }
+    return tuple(s for s in STEP_ORDER if wanted[s])
+
+
+def next_step(step: str, actions: Actions) -> str:
+    """The step after `step` (a new node starts at next_step("Pending", ...))."""
+    order = steps_for(actions)
+    if step == "Pending":
+        return order[0]
+    later = STEP_ORDER[STEP_ORDER.index(step) + 1 :]
+    return next(s for s in later if s in order)
+
+
+def in_slot(slot: ScheduledSlot, now: datetime) -> bool:
+    return parse_time(slot.start) <= now < parse_time(slot.end)
+
+
+def due(schedule: list[ScheduledSlot], now: datetime) -> list[str]:
+    """Nodes whose scheduled slot contains now, in start order."""
+    return [s.node for s in sorted(schedule, key=lambda s: s.start) if in_slot(s, now)]
+
+
+def resting(progress: list[NodeProgress], *, cooldown: timedelta, now: datetime) -> set[str]:
+    """Nodes not to schedule: in maintenance, or finished less than `cooldown` ago."""
+    recent = {
+        e.node
+        for e in progress
+        if e.step in TERMINAL_STEPS and e.updated_at and now - parse_time(e.updated_at) < cooldown
+    }
+    return recent | {e.node for e in active(progress)}
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def blocker_queries(plan: MaintenancePlan, namespace: str) -> list[str]:
+    """Blocker PromQL: user queries scoped to the namespace; alerts as ALERTS{...} with the name escaped."""
+    queries: list[str] = []
+    for blocker in plan.spec.blockers:
+        if blocker.query is not None:
+            queries.append(scope_query(blocker.query, namespace=namespace))
+        elif blocker.alert is not None:
+            queries.append(f'ALERTS{{alertname="{escape_label_value(blocker.alert)}",alertstate="firing"}}')
+    return queries
+
+
+def node_queries(node: str) -> dict[str, str]:
+    """The predictor's inputs for one node (node-exporter `instance`, kube-state-metrics `node`)."""
+    n = escape_label_value(node)
+    return {
+        failure.DISK_AVAIL: f'node_filesystem_avail_bytes{{instance="{n}",mountpoint="/"}}',
+        failure.DISK_SIZE: f'node_filesystem_size_bytes{{instance="{n}",mountpoint="/"}}',
+        failure.MEM_AVAIL: f'node_memory_MemAvailable_bytes{{instance="{n}"}}',
+        failure.MEM_TOTAL: f'node_memory_MemTotal_bytes{{instance="{n}"}}',
+        failure.TEMP: f'max(node_hwmon_temp_celsius{{instance="{n}"}})',
+        failure.EDAC: f'sum(node_edac_correctable_errors_total{{instance="{n}"}})',
+        failure.CARRIER: f'sum(node_network_carrier_changes_total{{instance="{n}",device!~"lo|veth.*"}})',
+        failure.RESTARTS: (
+            "sum(kube_pod_container_status_restarts_total * on (namespace, pod) group_left(node)"
+            f' kube_pod_info{{node="{n}"}})'
+        ),
+        failure.DISK_PRESSURE: f'kube_node_status_condition{{node="{n}",condition="DiskPressure",status="true"}}',
+        failure.MEMORY_PRESSURE: (
+            f'kube_node_status_condition{{node="{n}",condition="MemoryPressure",status="true"}}'
+        ),
+    }
+
+
+# -- observe and predict --------------------------------------------------------------------------
+
+_predictors: dict[float, failure.FailurePredictor] = {}
+_predictor_lock = threading.Lock()
+
+
+def predictor(horizon_hours: float) -> failure.FailurePredictor:
+    """The default predictor for a horizon, trained once per process on the simulated fleet."""
+    from autoloop.simulation import fleet  # trains a model: imported only when a plan needs one
+
+    with _predictor_lock:
+        if horizon_hours not in _predictors:
+            if horizon_hours == DEFAULT_HORIZON_HOURS:
+                _predictors[horizon_hours] = fleet.trained_predictor()
+            else:
+                data = fleet.simulate_fleet(
+                    fleet.FleetConfig(n_nodes=120, days=21.0), random_state=fleet.DEFAULT_TRAIN_SEED
+                )
+                _predictors[horizon_hours] = failure.FailurePredictor(
+                    horizon_hours=horizon_hours, random_state=0
+                ).fit_arrays(
+                    timestamps=data.timestamps,
+                    metrics=data.metrics,
+                    failure_times=[[f.time for f in data.failures if f.node == node] for node in data.nodes],
+                )
+        return _predictors[horizon_hours]
+
+
+def fetch_series(source: MetricSource, node: str, *, now: float) -> failure.NodeSeries | None:
+    """A node's metric history, or None when Prometheus has none of it; MetricsUnavailable when down."""
+    start = now - failure.LOOKBACK_HOURS * 3600.0
+    timestamps = None
+    metrics: dict[str, Any] = {}
+    for name, query in node_queries(node).items():
+        try:
+            series = source.range(query, start=start, end=now, step=RANGE_STEP_SECONDS)
+        except MetricsUnavailable as exc:
+            if exc.reason in ("NoData", "AmbiguousResult"):
+                continue
+            raise
+        if timestamps is None:
+            timestamps = series.timestamps
+        metrics[name] = (series.timestamps, series.values)
+    if timestamps is None:
+        return None
+    # Align every metric on the union grid; a step missing from one series is NaN there.
+    grid = np.unique(np.concatenate([ts for ts, _ in metrics.values()]))
+    aligned = {}
+    for name, (ts, values) in metrics.items():
+        row = np.full(len(grid), np.nan)
+        row[np.searchsorted(grid, ts)] = values
+        aligned[name] = row
+    return failure.NodeSeries(node, grid, aligned)
+
+
+@dataclass(frozen=True)
+class Observation:
+    predictions: dict[str, failure.FailurePrediction]
+    unknown: list[str]
+    down: str | None
+    """Why metrics could not be read at all (Prometheus down), or None."""
+
+
+def observe(source: MetricSource, nodes: list[kube.Node], *, horizon_hours: float, now: float) -> Observation:
+    try:
+        source.instant(HEALTH_QUERY)
+        series = [s for s in (fetch_series(source, n.name, now=now) for n in nodes) if s is not None]
+    except MetricsUnavailable as exc:
+        return Observation({}, [n.name for n in nodes], f"{exc.reason}: {exc.message}")
+    found = {s.name for s in series}
+    predictions = {p.node: p for p in predictor(horizon_hours).predict(series, now=now)} if series else {}
+    unknown = sorted(n.name for n in nodes if n.name not in found or not predictions[n.name].available)
+    return Observation({k: v for k, v in predictions.items() if v.available}, unknown, None)
+
+
+def risk_entries(predictions: dict[str, failure.FailurePrediction]) -> list[NodeRisk]:
+    ranked = sorted(predictions.values(), key=lambda p: (-p.probability, p.node))[:PREDICTIONS_LIMIT]
+    return [
+        NodeRisk(
+            node=p.node,
+            probability=round(float(p.probability), 4),
+            expected_hours_to_failure=(
+                round(float(p.expected_hours_to_failure), 1)
+                if math.isfinite(p.expected_hours_to_failure)
+                else None
+            ),
+            reasons=list(p.reasons),
+        )
+        for p in ranked
+    ]
+
+
+# -- schedule ---------------------------------------------------------------------------------------
+
+
+def duration_minutes(plan: MaintenancePlan) -> float:
+    """Planned time per node: the drain timeout plus the readiness wait when there is one."""
+    minutes = parse_duration(plan.spec.drain.timeout).total_seconds() / 60.0
+    if plan.spec.actions.ready_annotation:
+        minutes += parse_duration(plan.spec.actions.ready_timeout).total_seconds() / 60.0
+    return max(MIN_DURATION_MINUTES, minutes)
+
+
+def build_problem(
+    plan: MaintenancePlan,
+    *,
+    nodes: list[kube.Node],
+    obs: Observation,
+    skip: set[str],
+    pdb_pods: dict[str, dict[str, int]],
+    pdb_allowed: dict[str, int],
+    start: datetime,
+) -> sc.Problem:
+    spec = plan.spec
+    horizon = parse_duration(spec.horizon).total_seconds() / 3600.0
+    requested = set(spec.nodes)
+    items = []
+    for node in nodes:
+        if node.name in skip:
+            continue
+        pred = obs.predictions.get(node.name)
+        risk = float(pred.probability) if pred is not None else 0.0
+        hours = pred.expected_hours_to_failure if pred is not None and risk >= spec.risk_threshold else None
+        items.append(
+            sc.MaintenanceNode(
+                node.name,
+                risk=risk,
+                risk_horizon_hours=horizon,
+                hours_to_failure=float(hours) if hours is not None and math.isfinite(hours) else None,
+                requested=node.name in requested,
+                duration_minutes=duration_minutes(plan),
+                labels=node.labels,
+                pdb_pods=pdb_pods.get(node.name, {}),
+            )
+        )
+    return sc.Problem(
+        nodes=items,
+        windows=[
+            sc.Window(w.start, w.end, days=tuple(str(d) for d in w.days), time_zone=w.time_zone)
+            for w in spec.windows
+        ],
+        limits=sc.Limits(
+            max_concurrent=spec.max_concurrent,
+            group_limits={g.label_key: g.max_concurrent for g in spec.groups},
+            min_spacing_minutes=parse_duration(spec.min_spacing).total_seconds() / 60.0,
+            pdb_allowed=pdb_allowed,
+        ),
+        start=start.timestamp(),
+        horizon_hours=SCHEDULE_HORIZON_HOURS,
+        slot_minutes=SLOT_MINUTES,
+        risk_threshold=spec.risk_threshold,
+        total_nodes=len(nodes),
+    )
+
+
+def slots(result: sc.ScheduleResult, obs: Observation, requested: set[str]) -> list[ScheduledSlot]:
+    out = []
+    for a in sorted(result.assignments, key=lambda a: (a.start, a.node)):
+        pred = obs.predictions.get(a.node)
+        if pred is not None and (a.node not in requested or pred.reasons):
+            why = f"risk {pred.probability:.0%}" + (f": {'; '.join(pred.reasons)}" if pred.reasons else "")
+        else:
+            why = "requested in spec.nodes"
+        out.append(
+            ScheduledSlot(
+                node=a.node,
+                start=rfc3339(datetime.fromtimestamp(a.start, UTC)),
+                end=rfc3339(datetime.fromtimestamp(a.end, UTC)),
+                reason=why[:500],
+            )
+        )
+    return out
+
+
+def plan_schedule(p: PlanPass, clients: kube.Clients, nodes: list[kube.Node], obs: Observation) -> None:
+    """Solve the schedule for nodes that need maintenance and are not resting; report infeasibility."""
+    plan = p.resource
+    horizon = parse_duration(plan.spec.horizon)
+    skip = resting(p.status.progress, cooldown=horizon, now=p.now)
+    budgets = draining.budgets(clients)
+    pdb_pods: dict[str, dict[str, int]] = {}
+    for node in nodes:
+        if node.name not in skip:
+            pods = draining.to_evict(draining.node_pods(clients, node.name), plan.spec.drain.pod_selector)
+            pdb_pods[node.name] = draining.budget_pods(pods, budgets)
+    start = p.now.replace(second=0, microsecond=0)
+    problem = build_problem(
+        plan,
+        nodes=nodes,
+        obs=obs,
+        skip=skip,
+        pdb_pods=pdb_pods,
+        pdb_allowed={b.key: b.disruptions_allowed for b in budgets},
+        start=start,
+    )
+    result = sc.Scheduler(
+        solver=SOLVERS[str(plan.spec.solver)], time_limit_seconds=SOLVER_TIME_LIMIT_SECONDS
+    ).solve(problem)
+    p.status.schedule = slots(result, obs, set(plan.spec.nodes))
+    p.status.solver = f"{result.solver}: {result.solver_reason}"[:300]
+    if result.infeasible:
+        text = "; ".join(f"{i.node}: {i.constraint}: {i.message}" for i in result.infeasible)
+        p.condition("Scheduled", "False", "Infeasible", text[:4000], event="Warning")
+    else:
+        p.condition("Scheduled", "True", "Scheduled", f"{len(result.assignments)} nodes scheduled")
+
+
+# -- execute ----------------------------------------------------------------------------------------
+
+
+class Executor:
+    """Moves nodes through their steps; every step change is written to status before it acts."""
+
+    def __init__(self, p: PlanPass, clients: kube.Clients) -> None:
+        self.p = p
+        self.clients = clients
+        self.plan = p.resource
+        self.owner = f"{p.namespace}/{p.name}"
+        self._t0 = time.monotonic()
+
+    def save(self) -> None:
+        self.p.status.in_progress = len(active(self.p.status.progress))
+        kube.patch_status(
+            self.clients,
+            plural=PLURAL,
+            namespace=self.p.namespace,
+            name=self.p.name,
+            status={
+                "progress": [e.wire() for e in self.p.status.progress],
+                "inProgress": self.p.status.in_progress,
+            },
+        )
+
+    def enter(self, entry: NodeProgress, step: str, message: str, *, warning: bool = False) -> None:
+        entry.step = step
+        entry.updated_at = rfc3339(self.now())
+        entry.message = message[:1000]
+        self.save()
+        self.p.event("Warning" if warning else "Normal", step, f"{entry.node}: {message}"[:1000])
+
+    def now(self) -> datetime:
+        # Steps can take a while (drain retries): time them on the clock, not at the pass start.
+        return self.p.now + timedelta(seconds=time.monotonic() - self._t0)
+
+    def start(self, node: str) -> None:
+        entry = NodeProgress(node=node, step="Pending", started_at=rfc3339(self.now()))
+        self.p.status.progress = [e for e in self.p.status.progress if e.node != node] + [entry]
+        self.enter(entry, next_step("Pending", self.plan.spec.actions), "maintenance started")
+        self.advance(entry)
+
+    def advance(self, entry: NodeProgress) -> None:
+        actions = self.plan.spec.actions
+        while entry.step in ACTIVE_STEPS:
+            if not self.perform(entry):
+                return
+            following = next_step(entry.step, actions)
+            messages = {
+                "Draining": "cordoned; draining",
+                "Acting": "drained; acting",
+                "Uncordoning": "uncordoning",
+                "Done": "maintenance done",
+            }
+            self.enter(entry, following, messages[following])
+        self.release(entry)
+
+    def perform(self, entry: NodeProgress) -> bool:
+        """Do one step's (idempotent) action; True when it is complete."""
+        if entry.step == "Cordoned":
+            draining.cordon(self.clients, entry.node, owner=self.owner)
+            return True
+        if entry.step == "Draining":
+            return self.drain(entry)
+        if entry.step == "Acting":
+            return self.act(entry)
+        draining.uncordon(self.clients, entry.node, owner=self.owner)
+        return True
+
+    def drain(self, entry: NodeProgress) -> bool:
+        spec = self.plan.spec
+        since = parse_time(entry.updated_at or rfc3339(self.now()))
+        timeout = parse_duration(spec.drain.timeout)
+        retry = parse_duration(spec.drain.retry_interval).total_seconds()
+        budget_end = time.monotonic() + DRAIN_PASS_SECONDS
+        while True:
+            pods = draining.to_evict(draining.node_pods(self.clients, entry.node), spec.drain.pod_selector)
+            if not pods:
+                return True
+            refused: list[str] = []
+            for pod in pods:
+                if pod.terminating:
+                    continue
+                outcome, message = draining.evict(
+                    self.clients, pod, grace_period_seconds=spec.drain.grace_period_seconds
+                )
+                if outcome is draining.Eviction.EVICTED:
+                    entry.evicted += 1
+                elif outcome is draining.Eviction.REFUSED:
+                    refused.append(f"{pod.key}: {message}")
+            if refused:
+                entry.message = f"eviction refused, retrying every {spec.drain.retry_interval}: {refused[0]}"[
+                    :1000
+                ]
+            if self.now() - since >= timeout:
+                return self.give_up(entry, refused, pods)
+            if time.monotonic() + retry > budget_end:
+                self.save()
+                return False
+            time.sleep(retry)
+
+    def give_up(self, entry: NodeProgress, refused: list[str], pods: list[draining.Pod]) -> bool:
+        spec = self.plan.spec
+        blocking = refused[0] if refused else f"{len(pods)} pods still terminating"
+        if spec.force:
+            for pod in pods:
+                draining.delete_pod(self.clients, pod, grace_period_seconds=spec.drain.grace_period_seconds)
+            entry.message = f"drain timed out after {spec.drain.timeout}; deleted {len(pods)} pods (force)"
+            return True
+        self.enter(
+            entry,
+            "Skipped",
+            f"drain timed out after {spec.drain.timeout}, blocked by {blocking}",
+            warning=True,
+        )
+        return False
+
+    def act(self, entry: NodeProgress) -> bool:
+        actions = self.plan.spec.actions
+        stamp = entry.started_at or rfc3339(self.now())
+        marker = f"{self.owner}@{stamp}"
+        node = kube.read_node(self.clients, entry.node)
+        if node is None:
+            return False
+        if node.annotations.get(draining.MAINTENANCE_ANNOTATION) != marker:
+            if actions.restart_workloads is not None:
+                names = draining.restart_deployments(
+                    self.clients, self.p.namespace, actions.restart_workloads, stamp=stamp
+                )
+                if names:
+                    self.p.event("Normal", "Restarted", f"{entry.node}: restarted {', '.join(names)}"[:1000])
+            annotations: dict[str, str | None] = {**actions.annotate, draining.MAINTENANCE_ANNOTATION: marker}
+            if actions.ready_annotation:
+                annotations[actions.ready_annotation] = None  # a stale "ready" from an earlier turn
+            draining.annotate_node(self.clients, entry.node, annotations)
+            return not actions.ready_annotation
+        if not actions.ready_annotation or node.annotations.get(actions.ready_annotation):
+            return True
+        since = parse_time(entry.updated_at or stamp)
+        if self.now() - since >= parse_duration(actions.ready_timeout):
+            self.enter(
+                entry,
+                "Failed",
+                f"node annotation {actions.ready_annotation} not set within {actions.ready_timeout}",
+                warning=True,
+            )
+        return False
+
+    def release(self, entry: NodeProgress) -> None:
+        """A finished node is uncordoned if we still hold it (Done keeps it only when uncordon=false)."""
+        if entry.step == "Done" and not (self.plan.spec.actions.uncordon and self.plan.spec.actions.cordon):
+            return
+        if draining.uncordon(self.clients, entry.node, owner=self.owner) and entry.step != "Done":
+            self.p.event("Normal", "Uncordoned", f"{entry.node}: uncordoned after {entry.step.lower()}")
+
+
+def drop_missing(p: PlanPass, clients: kube.Clients, selected: set[str]) -> None:
+    """Progress entries of nodes that no longer exist are reported and dropped."""
+    kept = []
+    for entry in p.status.progress:
+        if entry.node not in selected and kube.read_node(clients, entry.node) is None:
+            p.event("Warning", "NodeGone", f"{entry.node} disappeared during step {entry.step}; dropped")
+            continue
+        kept.append(entry)
+    p.status.progress = kept
+
+
+def check_blockers(p: PlanPass, source: MetricSource) -> bool:
+    """True (and condition Blocked) when a blocker returns a series or cannot be evaluated."""
+    for query in blocker_queries(p.resource, p.namespace):
+        try:
+            source.instant(query)
+        except MetricsUnavailable as exc:
+            if exc.reason == "NoData":
+                continue
+            if exc.reason in ("AmbiguousResult", "NaN"):
+                p.condition("Blocked", "True", "BlockerFiring", f"{query} returns series", event="Warning")
+            else:
+                p.condition("Blocked", "True", "BlockerFailed", f"{query}: {exc.message}", event="Warning")
+            return True
+        p.condition("Blocked", "True", "BlockerFiring", f"{query} returns a series", event="Warning")
+        return True
+    p.condition("Blocked", "False", "Clear", "no blocker fires", event="Normal")
+    return False
+
+
+def execute(p: PlanPass, clients: kube.Clients, nodes: list[kube.Node], obs: Observation) -> None:
+    """Advance nodes in maintenance, then start the nodes whose slot is now, within the limits."""
+    run = Executor(p, clients)
+    spec = p.resource.spec
+    for entry in active(p.status.progress):
+        run.advance(entry)
+    labels = {n.name: n.labels for n in nodes}
+    limit = concurrency_limit(spec.max_concurrent, len(nodes))
+    groups = {
+        g.label_key: concurrency_limit(g.max_concurrent, sum(1 for n in nodes if g.label_key in n.labels))
+        for g in spec.groups
+    }
+    waiting: list[str] = []
+    known = {n.name for n in nodes}
+    for node in due(p.status.schedule, p.now):
+        if node not in known:
+            continue
+        if obs.down is not None:
+            waiting.append(f"{node}: metrics unavailable")
+            break
+        if not window_open(p.resource, run.now()):
+            waiting.append(f"{node}: window closed")
+            break
+        reason = room_for(node, progress=p.status.progress, labels=labels, limit=limit, group_limits=groups)
+        wait = spacing_wait(p.status.progress, min_spacing=parse_duration(spec.min_spacing), now=p.now)
+        if reason is None and wait > timedelta(0):
+            reason = f"minSpacing: next start in {int(wait.total_seconds())}s"
+        if reason is not None:
+            waiting.append(f"{node}: {reason}")
+            continue
+        run.start(node)
+        p.status.schedule = [s for s in p.status.schedule if s.node != node]
+    if waiting:
+        p.status.message = f"waiting: {'; '.join(waiting)}"[:300]
+
+
+def report(p: PlanPass) -> None:
+    running = active(p.status.progress)
+    p.status.in_progress = len(running)
+    if running:
+        text = ", ".join(f"{e.node} {e.step}" for e in running)
+        p.condition("InProgress", "True", "Maintaining", text, event="Normal")
+    elif p.resource.spec.mode == Mode.AUTO:
+        p.condition("InProgress", "False", "Idle", "no node in maintenance")
+    else:
+        p.condition(
+            "InProgress", "False", "RecommendOnly", "mode Recommend: the plan is published, nothing runs"
+        )
+    finished = [e for e in p.status.progress if e.step in TERMINAL_STEPS]
+    if finished and not running and not p.status.schedule:
+        outcome = ", ".join(f"{e.node} {e.step}" for e in finished)
+        p.condition("Completed", "True", "AllFinished", outcome[:4000], event="Normal")
+    else:
+        p.condition(
+            "Completed", "False", "Pending", f"{len(running)} running, {len(p.status.schedule)} scheduled"
+        )
+
+
+def run_pass(p: PlanPass, memo: kopf.Memo) -> None:
+    clients: kube.Clients = memo.clients
+    source: MetricSource = memo.metrics
+    plan = p.resource
+    with telemetry.timed_step(KIND, "select_nodes"):
+        nodes = select_nodes(p, clients)
+    drop_missing(p, clients, {n.name for n in nodes})
+    upcoming = next_window(plan, p.now)
+    p.status.next_window = rfc3339(upcoming) if upcoming is not None else None
+    p.status.in_progress = len(active(p.status.progress))
+    if not nodes and plan.spec.workload_selector is None:
+        p.waiting("NoNodes", "no node matches the plan")
+        return
+    if upcoming is None:
+        p.condition(
+            "WindowsOpen", "False", "NeverOpens", "no window opens in the next 8 days", event="Warning"
+        )
+    else:
+        p.condition("WindowsOpen", "True", "Scheduled", f"next window starts {rfc3339(upcoming)}")
+    horizon_hours = parse_duration(plan.spec.horizon).total_seconds() / 3600.0
+    with telemetry.timed_step(KIND, "predict"):
+        obs = observe(source, nodes, horizon_hours=horizon_hours, now=p.now.timestamp())
+    p.status.predictions = risk_entries(obs.predictions)
+    p.status.nodes_at_risk = sum(
+        1 for r in obs.predictions.values() if r.probability >= plan.spec.risk_threshold
+    )
+    if obs.down is not None:
+        p.condition(
+            "MetricsAvailable",
+            "False",
+            "PrometheusUnavailable",
+            f"no new maintenance starts: {obs.down}",
+            event="Warning",
+        )
+    elif obs.unknown:
+        unknown = ", ".join(obs.unknown)
+        p.condition(
+            "MetricsAvailable",
+            "False",
+            "NoData",
+            f"risk unknown (no recent samples): {unknown}"[:4000],
+            event="Warning",
+        )
+    else:
+        p.condition("MetricsAvailable", "True", "Available", f"predicted {len(obs.predictions)} nodes")
+    with telemetry.timed_step(KIND, "schedule"):
+        plan_schedule(p, clients, nodes, obs)
+    if plan.spec.suspend:
+        p.condition("Ready", "True", "Suspended", "suspended: planning only, no maintenance runs")
+        p.status.phase = "Suspended"
+        p.status.message = "suspended"
+        report(p)
+        return
+    p.condition("Ready", "True", "Planning", f"{len(nodes)} nodes under watch")
+    p.status.phase = "Planning"
+    p.status.message = (
+        f"{len(nodes)} nodes, {p.status.nodes_at_risk} at risk, {len(p.status.schedule)} scheduled; "
+        f"next window {p.status.next_window or 'never'}"
+    )
+    if plan.spec.mode == Mode.AUTO:
+        if check_blockers(p, source):
+            p.status.phase = "Blocked"
+            p.status.message = "blocked: no step starts while a blocker fires"
+        else:
+            with telemetry.timed_step(KIND, "execute"):
+                execute(p, clients, nodes, obs)
+            p.status.phase = "Maintaining" if active(p.status.progress) else "Planning"
+    report(p)
+
+
 def select_nodes(p: PlanPass, clients: kube.Clients) -> list[kube.Node]:
     """Nodes the plan covers: the selector's and the explicitly named ones; missing names reported."""
     plan = p.resource
@@ -75,33 +768,6 @@ def select_nodes(p: PlanPass, clients: kube.Clients) -> list[kube.Node]:
     return sorted(nodes.values(), key=lambda n: n.name)
 
 
-def run_pass(p: PlanPass, memo: kopf.Memo) -> None:
-    clients: kube.Clients = memo.clients
-    plan = p.resource
-    with telemetry.timed_step(KIND, "select_nodes"):
-        nodes = select_nodes(p, clients)
-    upcoming = next_window(plan, p.now)
-    p.status.next_window = rfc3339(upcoming) if upcoming is not None else None
-    p.status.in_progress = sum(1 for s in p.status.progress if s.step in ACTIVE_STEPS)
-    if not nodes and plan.spec.workload_selector is None:
-        p.waiting("NoNodes", "no node matches the plan")
-        return
-    if upcoming is None:
-        p.condition(
-            "WindowsOpen", "False", "NeverOpens", "no window opens in the next 8 days", event="Warning"
-        )
-    else:
-        p.condition("WindowsOpen", "True", "Scheduled", f"next window starts {rfc3339(upcoming)}")
-    if plan.spec.suspend:
-        p.condition("Ready", "True", "Suspended", "suspended: planning only, no maintenance runs")
-        p.status.phase = "Suspended"
-        p.status.message = "suspended"
-        return
-    p.condition("Ready", "True", "Planning", f"{len(nodes)} nodes under watch")
-    p.status.phase = "Planning"
-    p.status.message = f"{len(nodes)} nodes; next window {p.status.next_window or 'never'}"
-
-
 reconcile = wiring.make_reconciler(
     kind=MaintenancePlan, status_type=MaintenancePlanStatus, spec_problems=spec_problems, run_pass=run_pass
 )
@@ -117,12 +783,16 @@ def release_nodes(
     for entry in progress:
         if entry.get("step") not in ACTIVE_STEPS:
             continue
-        node = kube.read_node(clients, entry["node"])
-        if node is not None and node.annotations.get(kube.CORDONED_BY_ANNOTATION) == owner:
-            kube.set_cordon(clients, node.name, cordoned=False, owner=owner)
-            logger.info(f"uncordoned {node.name}: plan {owner} deleted mid-maintenance")
+        if draining.uncordon(clients, entry["node"], owner=owner):
+            logger.info(f"uncordoned {entry['node']}: plan {owner} deleted mid-maintenance")
+
+
+def warm_predictor(**_: Any) -> None:
+    """Train the default predictor in the background at startup, so the first pass does not wait."""
+    threading.Thread(target=predictor, args=(24.0,), name="warm-predictor", daemon=True).start()
 
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
     wiring.register_timer(registry, PLURAL, reconcile, interval=settings.tick_seconds, id="reconcile")
     kopf.on.delete(GROUP, VERSION, PLURAL, id="release-nodes", registry=registry)(release_nodes)
+    kopf.on.startup(id="warm-predictor", registry=registry)(warm_predictor)

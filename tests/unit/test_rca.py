@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from autoloop.engines import rca
+from autoloop.engines import anomaly, rca
 
 STEP = 15.0
 N = 300
@@ -220,3 +220,29 @@ def test_fifty_services_one_hour_in_under_a_second() -> None:
     assert result.top is not None and result.top.service == "svc-49"
     # The target is < 1 s on a quiet machine; the assertion leaves room for a shared CI runner.
     assert elapsed < 2.0
+
+
+def test_slow_leak_below_the_detector_is_still_evidence() -> None:
+    rng = np.random.default_rng(9)
+    memory = 500.0 * (1.0 + rng.normal(0.0, 0.08, N))
+    memory[260:] += 500.0 * 0.3 * np.arange(1, 41) / 40.0  # +30 % over the last 10 minutes
+    series = {"svc": {"memory_mb": (T, memory)}}
+    # The ramp ends near 30 / 8 = 3.75 sigma: no CUSUM alarm (drift 2.5, limit 20) ...
+    assert anomaly.detect(series, test_start=float(T[250])).anomalies == ()
+    # ... but its slope is ~14 standard errors from zero (3.75 / 40 per sample x sqrt(sum h^2) ~ 149).
+    result = rca.analyze(series, {"svc": []}, onset=float(T[260]))
+    assert result.top is not None and (result.top.service, result.top.fault_type) == ("svc", "memory_leak")
+    assert abs(result.top.onset - T[260]) <= 10 * STEP
+
+
+def test_unexplained_anomaly_for_the_safety_validator() -> None:
+    series = system("db_latency", seed=10)
+    report = anomaly.detect(series, test_start=ONSET - 300.0)
+    assert report.unexplained_active
+    # Detected but not analysed yet: freeze.
+    assert rca.unexplained_anomaly(report, None)
+    # Analysed with a confident cause: the anomaly is explained.
+    assert not rca.unexplained_anomaly(report, rca.analyze(series, GRAPH, onset=report.anomalies[0].start))
+    # Nothing active: nothing to freeze for.
+    quiet = anomaly.detect(system("none", seed=10), test_start=ONSET - 300.0)
+    assert not rca.unexplained_anomaly(quiet, None)

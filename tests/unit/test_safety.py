@@ -68,6 +68,14 @@ DOWN_CPU = change({"cpu_request": 1.0}, {"cpu_request": 0.8})
             "no declared",
         ),
         (s.knob_bounds, change({"replicas": 9}, {"replicas": 10}), GOOD_CTX, True, "within"),
+        # An undeclared knob may ride along unchanged in a whole-settings proposal.
+        (
+            s.knob_bounds,
+            change({"replicas": 9, "memory_request": 1e9}, {"replicas": 8, "memory_request": 1e9}),
+            GOOD_CTX,
+            True,
+            "within",
+        ),
         # 2 -> 3 replicas is +50 %, exactly the cap; 2 -> 4 is +100 %.
         (s.max_step, UP, GOOD_CTX, True, "within"),
         (s.max_step, change({"replicas": 2}, {"replicas": 4}), GOOD_CTX, False, "100%"),

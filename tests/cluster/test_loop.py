@@ -1,0 +1,329 @@
+"""OptimizationLoop end to end: real apiserver, real Prometheus, the synthetic workload, the operator."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.cluster import operator_process as opp
+
+pytestmark = pytest.mark.cluster
+
+FAST_SAFETY = {
+    "maxStepPercent": 50,
+    "cooldown": "5s",
+    "maxChangesPerHour": 60,
+    "minConfidence": 0.3,
+    "rollback": {"enabled": True, "settleWindow": "10s"},
+}
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane: Any, prometheus: Any, tmp_path_factory: Any) -> Iterator[opp.OperatorProcess]:
+    yield from opp.operator_fixture(control_plane, prometheus, tmp_path_factory)
+
+
+def deployment(
+    name: str, *, replicas: int, cpu: str, memory: str, rps: float, cpu_per_request: float
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "labels": {"app": name, "sim.autoloop.x0tta6bl4.io/enabled": "true"},
+            "annotations": {
+                "sim.autoloop.x0tta6bl4.io/rps": str(rps),
+                "sim.autoloop.x0tta6bl4.io/cpu-per-request": str(cpu_per_request),
+                "sim.autoloop.x0tta6bl4.io/memory-base": "96Mi",
+                "sim.autoloop.x0tta6bl4.io/latency-base": "0.04",
+                "sim.autoloop.x0tta6bl4.io/noise": "0.02",
+            },
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": name,
+                            "image": "registry.k8s.io/pause:3.10",
+                            "resources": {"requests": {"cpu": cpu, "memory": memory}},
+                        }
+                    ]
+                },
+            },
+        },
+    }
+
+
+def loop(name: str, *, mode: str, latency_target: float = 0.25, **extra: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "targetRef": {"kind": "Deployment", "name": name},
+        "mode": mode,
+        "interval": "5s",
+        "objectives": [
+            {"name": "latency", "metric": "LatencyP95", "target": latency_target, "weight": 2},
+            {"name": "errors", "metric": "ErrorRatio", "target": 0.01, "weight": 4},
+            {"name": "cost", "metric": "Cost", "weight": 1},
+        ],
+        "knobs": {"replicas": {"min": 1, "max": 12}, "cpu": {"min": "100m", "max": "2"}},
+        "safety": FAST_SAFETY,
+    }
+    spec.update(extra)
+    return {
+        "apiVersion": "autoloop.x0tta6bl4.io/v1alpha1",
+        "kind": "OptimizationLoop",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def apply(control_plane: Any, namespace: str, *objects: dict[str, Any]) -> None:
+    for obj in objects:
+        control_plane.kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(obj))
+
+
+def status(control_plane: Any, namespace: str, name: str) -> dict[str, Any]:
+    return dict(opp.get_json(control_plane, namespace, f"oloop/{name}").get("status", {}))
+
+
+def actions(control_plane: Any, namespace: str, name: str) -> list[str]:
+    return [d["action"] for d in status(control_plane, namespace, name).get("decisions", [])]
+
+
+def replicas_and_cpu(control_plane: Any, namespace: str, name: str) -> tuple[int, str]:
+    dep = opp.get_json(control_plane, namespace, f"deployment/{name}")
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    return int(dep["spec"]["replicas"]), str(container["resources"]["requests"]["cpu"])
+
+
+def test_over_provisioned_workload_costs_less_at_the_same_slo(
+    control_plane: Any, namespace: str, operator: Any
+) -> None:
+    # 80 rps × 0.01 core-s = 0.8 cores of work on 6 × 1 core: heavily over-provisioned.
+    apply(
+        control_plane,
+        namespace,
+        deployment("over", replicas=6, cpu="1", memory="256Mi", rps=80, cpu_per_request=0.01),
+        loop("over", mode="Auto"),
+    )
+
+    def cheaper() -> dict[str, Any] | None:
+        s = status(control_plane, namespace, "over")
+        return (
+            s
+            if s.get("improvement", {}).get("cost", 0) >= 30
+            and "Applied" in actions(control_plane, namespace, "over")
+            else None
+        )
+
+    s = opp.wait_until(cheaper, timeout=240, interval=2, what="cost improvement ≥ 30 %")
+    # Same SLO: the latency and error objectives still meet their targets after the changes.
+    opp.wait_until(
+        lambda: (lambda v: v["latency"] <= 0.25 and v["errors"] <= 0.01)(
+            status(control_plane, namespace, "over")["observed"]
+        ),
+        timeout=60,
+        what="SLO met after cost reduction",
+    )
+    applied = [d for d in s["decisions"] if d["action"] == "Applied"]
+    # Every applied decision carries what it saw, proposed, and the safety verdicts.
+    assert all(d["observed"] and d["proposed"] and d["verdicts"] for d in applied)
+    assert all(v["passed"] for d in applied for v in d["verdicts"])
+    dep = opp.get_json(control_plane, namespace, "deployment/over")
+    assert dep["metadata"]["annotations"]["autoloop.x0tta6bl4.io/decision"] == applied[-1]["id"]
+    assert dep["metadata"]["annotations"]["autoloop.x0tta6bl4.io/managed-by"] == f"{namespace}/over"
+    replicas, _ = replicas_and_cpu(control_plane, namespace, "over")
+    assert 1 <= replicas <= 12  # knob bounds hold
+    events = control_plane.kubectl("-n", namespace, "describe", "oloop", "over").stdout
+    assert "Applied" in events.split("Events:")[-1]
+    # The learned state lives in the resource (a restarted operator continues from it).
+    assert s["engineState"]["iteration"] >= 1 and s["modelVersion"].startswith("response-model-v")
+
+
+def test_under_provisioned_workload_is_fixed(control_plane: Any, namespace: str, operator: Any) -> None:
+    # 120 rps × 0.01 = 1.2 cores of work on 1 pod × 0.4 core (burst 0.6): saturated, errors.
+    apply(
+        control_plane,
+        namespace,
+        deployment("under", replicas=1, cpu="400m", memory="256Mi", rps=120, cpu_per_request=0.01),
+        loop("under", mode="Auto"),
+    )
+    opp.wait_until(
+        lambda: status(control_plane, namespace, "under").get("observed", {}).get("latency", 0) > 0.25,
+        timeout=60,
+        what="the SLO to be visibly broken first",
+    )
+
+    def fixed() -> dict[str, Any] | None:
+        s = status(control_plane, namespace, "under")
+        v = s.get("observed", {})
+        ok = v and v["latency"] <= 0.25 and v["errors"] <= 0.01
+        return s if ok else None
+
+    s = opp.wait_until(fixed, timeout=240, interval=2, what="SLO restored")
+    replicas, cpu = replicas_and_cpu(control_plane, namespace, "under")
+    assert replicas > 1 or cpu != "400m"
+    assert any(d["action"] == "Applied" for d in s["decisions"])
+
+
+def test_change_that_makes_things_worse_is_rolled_back(
+    control_plane: Any, namespace: str, operator: Any
+) -> None:
+    apply(
+        control_plane,
+        namespace,
+        deployment("shaky", replicas=6, cpu="1", memory="256Mi", rps=80, cpu_per_request=0.01),
+        loop("shaky", mode="Auto"),
+    )
+    opp.wait_until(
+        lambda: "Applied" in actions(control_plane, namespace, "shaky"),
+        timeout=180,
+        interval=1,
+        what="a change",
+    )
+    # Right after the loop shrinks the service, every request becomes four times as expensive
+    # (a bad release): measured latency after the settle window breaks the SLO the change relied on.
+    control_plane.kubectl(
+        "-n",
+        namespace,
+        "annotate",
+        "deployment",
+        "shaky",
+        "--overwrite",
+        "sim.autoloop.x0tta6bl4.io/cpu-per-request=0.04",
+    )
+
+    def rolled_back() -> dict[str, Any] | None:
+        s = status(control_plane, namespace, "shaky")
+        c = opp.condition({"status": s}, "RolledBack")
+        return s if c and c["status"] == "True" else None
+
+    s = opp.wait_until(rolled_back, timeout=180, interval=2, what="RolledBack=True")
+    rb = [d for d in s["decisions"] if d["action"] == "RolledBack"]
+    assert rb and "SLO violated" in rb[-1]["explanation"]
+    events = control_plane.kubectl(
+        "-n", namespace, "get", "events", "--field-selector", "involvedObject.name=shaky", "-o", "json"
+    ).stdout
+    assert any(e["reason"] == "RolledBack" for e in json.loads(events)["items"])
+
+
+def test_recommend_mode_changes_nothing_until_one_decision_is_approved(
+    control_plane: Any, namespace: str, operator: Any
+) -> None:
+    apply(
+        control_plane,
+        namespace,
+        deployment("rec", replicas=6, cpu="1", memory="256Mi", rps=80, cpu_per_request=0.01),
+        loop("rec", mode="Recommend"),
+    )
+    before = opp.get_json(control_plane, namespace, "deployment/rec")
+    rec = opp.wait_until(
+        lambda: status(control_plane, namespace, "rec").get("recommendation"),
+        timeout=180,
+        interval=2,
+        what="a recommendation",
+    )
+    time.sleep(12)  # several more passes: still nothing may change on the target
+    after = opp.get_json(control_plane, namespace, "deployment/rec")
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert "autoloop.x0tta6bl4.io/decision" not in after["metadata"].get("annotations", {})
+
+    decision_id = status(control_plane, namespace, "rec")["recommendation"]["decisionId"]
+    wanted = status(control_plane, namespace, "rec")["recommendation"]["settings"]
+    del rec
+    control_plane.kubectl(
+        "-n", namespace, "annotate", "oloop", "rec", f"autoloop.x0tta6bl4.io/approve={decision_id}"
+    )
+
+    def applied() -> dict[str, Any] | None:
+        dep = opp.get_json(control_plane, namespace, "deployment/rec")
+        return dep if dep["metadata"].get("annotations", {}).get("autoloop.x0tta6bl4.io/decision") else None
+
+    dep = opp.wait_until(applied, timeout=60, what="the approved decision on the target")
+    assert dep["metadata"]["annotations"]["autoloop.x0tta6bl4.io/decision"] == f"{decision_id}-approved"
+    assert dep["spec"]["replicas"] == wanted["replicas"]
+    generation = dep["metadata"]["generation"]
+    time.sleep(12)  # exactly once: later passes do not apply it again
+    s = status(control_plane, namespace, "rec")
+    assert [d["action"] for d in s["decisions"]].count("Approved") == 1
+    # The approved recommendation is marked so; a newer one may have replaced it since.
+    assert s["recommendation"]["decisionId"] != decision_id or s["recommendation"]["approved"] is True
+    assert opp.get_json(control_plane, namespace, "deployment/rec")["metadata"]["generation"] == generation
+
+
+def test_restart_between_intent_and_apply_applies_exactly_once(
+    control_plane: Any, namespace: str, operator: Any
+) -> None:
+    """A decision recorded as pending but not on the target is applied once; one found on the
+    target is only confirmed (as after an operator crash between the two writes)."""
+    apply(
+        control_plane,
+        namespace,
+        deployment("crash", replicas=4, cpu="1", memory="256Mi", rps=40, cpu_per_request=0.01),
+        deployment("done", replicas=4, cpu="1", memory="256Mi", rps=40, cpu_per_request=0.01),
+        loop("crash", mode="Recommend", suspend=True),
+        loop("done", mode="Recommend", suspend=True),
+    )
+    for name in ("crash", "done"):
+        opp.wait_until(
+            lambda n=name: status(control_plane, namespace, n).get("phase") == "Suspended",
+            timeout=60,
+            what=f"{name} suspended",
+        )
+    control_plane.kubectl(
+        "-n", namespace, "annotate", "deployment", "done", "autoloop.x0tta6bl4.io/decision=done-000042"
+    )
+    done_generation = opp.get_json(control_plane, namespace, "deployment/done")["metadata"]["generation"]
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for name in ("crash", "done"):
+        decision = {
+            "id": f"{name}-000042",
+            "time": now,
+            "action": "Applied",
+            "target": f"Deployment/{name}",
+            "current": {"replicas": 4, "cpu": "1000m"},
+            "proposed": {"replicas": 3, "cpu": "750m"},
+            "explanation": "recorded before a simulated crash",
+        }
+        patch = {"status": {"pendingDecision": decision["id"], "decisions": [decision]}}
+        control_plane.kubectl(
+            "-n",
+            namespace,
+            "patch",
+            "oloop",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps(patch),
+        )
+    # The next pass of each loop resolves its pending decision.
+    opp.wait_until(
+        lambda: status(control_plane, namespace, "crash").get("pendingDecision") is None,
+        timeout=60,
+        what="crash resolved",
+    )
+    opp.wait_until(
+        lambda: status(control_plane, namespace, "done").get("pendingDecision") is None,
+        timeout=60,
+        what="done resolved",
+    )
+    assert replicas_and_cpu(control_plane, namespace, "crash") == (3, "750m")
+    crash = opp.get_json(control_plane, namespace, "deployment/crash")
+    assert crash["metadata"]["annotations"]["autoloop.x0tta6bl4.io/decision"] == "crash-000042"
+    generation = crash["metadata"]["generation"]
+    time.sleep(8)
+    assert opp.get_json(control_plane, namespace, "deployment/crash")["metadata"]["generation"] == generation
+    # The one that had reached its target is not applied a second time.
+    assert replicas_and_cpu(control_plane, namespace, "done") == (4, "1")
+    assert (
+        opp.get_json(control_plane, namespace, "deployment/done")["metadata"]["generation"] == done_generation
+    )

@@ -1,0 +1,557 @@
+"""MaintenancePlan end to end: predict from node metrics, schedule, cordon, drain, act, uncordon.
+
+The kwok nodes have no node-exporter, so this module runs its own Prometheus (the dev one has no
+hook for extra scrape targets) scraping `autoloop.simulation.node_exporter`, with 72 h of history
+backfilled by promtool from the same node model: kwok-node-2 has a disk filling at 2 %/h (90 %
+now), the others are healthy. The operator runs as a real process with the shipped RBAC.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from autoloop.api.common import GROUP
+from autoloop.simulation.node_exporter import PREFIX, NodeModel, history_openmetrics
+from tests.cluster import operator_process as opp
+
+NODES = ("kwok-node-0", "kwok-node-1", "kwok-node-2")
+RISKY = "kwok-node-2"
+CORDONED_BY = f"{GROUP}/cordoned-by"
+SIM_KEYS = ("disk-used", "disk-fill-rate", "memory-used", "temperature", "errors-per-hour", "reference-time")
+HISTORY_HOURS = 72.0
+HISTORY_STEP_SECONDS = 300.0
+SCRAPE_INTERVAL = "2s"
+JOB = "node-exporter-sim"
+TEST_LABEL = "autoloop-maintenance-test"
+
+
+@dataclass
+class NodePrometheus:
+    url: str
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        qs = urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(f"{self.url}/api/v1/query?{qs}", timeout=10) as resp:
+            answer = json.loads(resp.read())
+        return list(answer["data"]["result"])
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _annotate_nodes(cp: Any, now: float) -> dict[str, NodeModel]:
+    """Make RISKY's disk fill; the others healthy; one reference time for history and live data."""
+    models: dict[str, NodeModel] = {}
+    for node in NODES:
+        values = {"reference-time": f"{now:.0f}"}
+        if node == RISKY:
+            values |= {"disk-used": "0.9", "disk-fill-rate": "0.02"}
+        clear = [f"{PREFIX}{k}-" for k in SIM_KEYS if k not in values]
+        cp.kubectl(
+            "annotate", "node", node, "--overwrite", *[f"{PREFIX}{k}={v}" for k, v in values.items()], *clear
+        )
+        models[node] = NodeModel.from_annotations(
+            {PREFIX + k: v for k, v in values.items()}, default_reference=now
+        )
+    return models
+
+
+@pytest.fixture(scope="module")
+def node_prometheus(control_plane: Any, tmp_path_factory: Any) -> Iterator[NodePrometheus]:
+    work: Path = tmp_path_factory.mktemp("node-prometheus")
+    now = time.time()
+    models = _annotate_nodes(control_plane, now)
+    history = work / "history.om"
+    history.write_text(
+        history_openmetrics(
+            models,
+            start=now - HISTORY_HOURS * 3600,
+            end=now - 60,
+            step=HISTORY_STEP_SECONDS,
+            extra_labels={"job": JOB},
+        )
+    )
+    data = work / "data"
+    data.mkdir()
+    subprocess.run(
+        ["/usr/bin/promtool", "tsdb", "create-blocks-from", "openmetrics", str(history), str(data)],
+        check=True,
+        capture_output=True,
+        cwd=work,
+        timeout=300,
+    )
+    exporter_port, prom_port = opp.free_port(), opp.free_port()
+    exporter_log = (work / "node-exporter.log").open("wb")
+    exporter = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "autoloop.simulation.node_exporter",
+            "--kubeconfig",
+            str(control_plane.kubeconfig),
+            "--port",
+            str(exporter_port),
+        ],
+        cwd=opp.ROOT,
+        stdout=exporter_log,
+        stderr=subprocess.STDOUT,
+    )
+    config = {
+        "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
+        "scrape_configs": [
+            {
+                "job_name": JOB,
+                "honor_labels": True,
+                "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}],
+            }
+        ],
+    }
+    (work / "prometheus.yml").write_text(yaml.safe_dump(config))
+    prom_log = (work / "prometheus.log").open("wb")
+    prom = subprocess.Popen(
+        [
+            "/usr/bin/prometheus",
+            f"--config.file={work / 'prometheus.yml'}",
+            f"--storage.tsdb.path={data}",
+            "--storage.tsdb.retention.time=3650d",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+            "--log.level=warn",
+        ],
+        stdout=prom_log,
+        stderr=subprocess.STDOUT,
+    )
+    handle = NodePrometheus(url=f"http://127.0.0.1:{prom_port}")
+    try:
+        opp.wait_until(
+            lambda: handle.query(f'node_filesystem_avail_bytes{{instance="{RISKY}"}}'),
+            timeout=90,
+            what="live node-exporter samples in the private Prometheus",
+        )
+        opp.wait_until(
+            lambda: (
+                float(
+                    handle.query(f'count_over_time(node_filesystem_avail_bytes{{instance="{RISKY}"}}[72h])')[
+                        0
+                    ]["value"][1]
+                )
+                > 800
+            ),
+            timeout=30,
+            what="backfilled history",
+        )
+        yield handle
+    finally:
+        _stop(prom)
+        _stop(exporter)
+        for node in NODES:
+            control_plane.kubectl("annotate", "node", node, *[f"{PREFIX}{k}-" for k in SIM_KEYS], check=False)
+            control_plane.kubectl("uncordon", node, check=False)
+
+
+@pytest.fixture(scope="module")
+def installed(control_plane: Any) -> None:
+    opp.install(control_plane)
+
+
+@pytest.fixture
+def operator(
+    control_plane: Any, node_prometheus: NodePrometheus, installed: None, tmp_path: Path
+) -> Iterator[opp.OperatorProcess]:
+    op = opp.start(control_plane, node_prometheus.url, tmp_path)
+    try:
+        yield op
+    finally:
+        op.stop()
+        sys.stderr.write("---- operator log (tail) ----\n" + op.log()[-6000:] + "\n")
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+
+def always_open() -> dict[str, str]:
+    """An overnight window from an hour ago to two hours ago tomorrow: open for the next 22 h."""
+    now = datetime.now(UTC)
+    return {
+        "start": (now - timedelta(hours=1)).strftime("%H:%M"),
+        "end": (now - timedelta(hours=2)).strftime("%H:%M"),
+    }
+
+
+def apply_plan(cp: Any, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    """A plan with an always-open window, short intervals, and a drain limited to this test's pods
+    (the dev cluster is shared: other sessions' pods on the kwok nodes are left alone)."""
+    drain = {"timeout": "60s", "retryInterval": "1s", "podSelector": {"matchLabels": {TEST_LABEL: namespace}}}
+    drain |= spec.pop("drain", {})
+    body = {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "MaintenancePlan",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "windows": [always_open()],
+            "interval": "2s",
+            "drain": drain,
+            **spec,
+        },
+    }
+    cp.kubectl("apply", "-f", "-", input=json.dumps(body))
+
+
+def deployment(
+    cp: Any,
+    namespace: str,
+    name: str,
+    *,
+    replicas: int,
+    node: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> None:
+    pod_labels = {"app": name, TEST_LABEL: namespace}
+    spec: dict[str, Any] = {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}]}
+    if node is not None:
+        spec["nodeSelector"] = {"kubernetes.io/hostname": node}
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": pod_labels}, "spec": spec},
+        },
+    }
+    cp.kubectl("apply", "-f", "-", input=json.dumps(body))
+
+
+def pdb(cp: Any, namespace: str, name: str, *, app: str, min_available: int) -> None:
+    body = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"minAvailable": min_available, "selector": {"matchLabels": {"app": app}}},
+    }
+    cp.kubectl("apply", "-f", "-", input=json.dumps(body))
+
+
+def ready_pods(cp: Any, namespace: str, app: str) -> list[dict[str, Any]]:
+    pods = cp.kubectl_json("-n", namespace, "get", "pods", "-l", f"app={app}")["items"]
+    return [
+        p
+        for p in pods
+        if p["metadata"].get("deletionTimestamp") is None
+        and any(
+            c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", [])
+        )
+    ]
+
+
+def wait_ready(cp: Any, namespace: str, app: str, count: int) -> list[dict[str, Any]]:
+    return opp.wait_until(
+        lambda: (pods := ready_pods(cp, namespace, app)) and len(pods) >= count and pods,
+        timeout=60,
+        what=f"{count} ready pods of {app}",
+    )
+
+
+def plan_status(cp: Any, namespace: str, name: str) -> dict[str, Any]:
+    return dict(opp.get_json(cp, namespace, "maintenanceplan", name).get("status", {}))
+
+
+def progress(cp: Any, namespace: str, name: str) -> dict[str, dict[str, Any]]:
+    return {e["node"]: e for e in plan_status(cp, namespace, name).get("progress", [])}
+
+
+def cordoned_by_us(cp: Any, owner: str) -> set[str]:
+    nodes = cp.kubectl_json("get", "nodes")["items"]
+    return {
+        n["metadata"]["name"]
+        for n in nodes
+        if (n["metadata"].get("annotations") or {}).get(CORDONED_BY) == owner
+        and n["spec"].get("unschedulable")
+    }
+
+
+def watch_until(
+    done: Callable[[], bool], observe: Callable[[], None], *, timeout: float, what: str, interval: float = 0.3
+) -> None:
+    """Call observe() every interval (assertions inside it run during the whole run) until done()."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        observe()
+        if done():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def condition(cp: Any, namespace: str, name: str, type_: str) -> dict[str, Any] | None:
+    return opp.condition({"status": plan_status(cp, namespace, name)}, type_)
+
+
+def events(cp: Any, namespace: str) -> list[str]:
+    items = cp.kubectl_json("-n", namespace, "get", "events")["items"]
+    return [f"{e.get('reason')}: {e.get('message')}" for e in items]
+
+
+def delete_plan(cp: Any, namespace: str, name: str) -> None:
+    cp.kubectl("-n", namespace, "delete", "maintenanceplan", name, "--timeout=60s", check=False)
+
+
+# -- tests -------------------------------------------------------------------------------------------
+
+
+def test_requested_node_is_cordoned_drained_through_evictions_and_uncordoned(
+    control_plane: Any, namespace: str, operator: opp.OperatorProcess
+) -> None:
+    cp, node, owner = control_plane, "kwok-node-1", f"{namespace}/plan"
+    deployment(cp, namespace, "web", replicas=2, node=node)
+    before = {p["metadata"]["name"] for p in wait_ready(cp, namespace, "web", 2)}
+    apply_plan(
+        cp,
+        namespace,
+        "plan",
+        {"nodes": [node], "mode": "Auto", "actions": {"annotate": {"example.com/fw": "1"}}},
+    )
+    seen_cordoned: set[str] = set()
+    steps: list[str] = []
+
+    def observe() -> None:
+        seen_cordoned.update(cordoned_by_us(cp, owner))
+        step = progress(cp, namespace, "plan").get(node, {}).get("step")
+        if step and (not steps or steps[-1] != step):
+            steps.append(step)
+
+    watch_until(
+        lambda: progress(cp, namespace, "plan").get(node, {}).get("step") == "Done",
+        observe,
+        timeout=90,
+        what=f"{node} Done",
+    )
+    entry = progress(cp, namespace, "plan")[node]
+    assert seen_cordoned == {node}, seen_cordoned
+    # Both pods went through the Eviction API (counted from its 201 answers), not deleted by us.
+    assert entry["evicted"] == 2, entry
+    found = cp.kubectl_json("get", "node", node)
+    assert not found["spec"].get("unschedulable"), "uncordoned when done"
+    assert CORDONED_BY not in (found["metadata"].get("annotations") or {})
+    assert found["metadata"]["annotations"].get("example.com/fw") == "1"
+    order = ["Cordoned", "Draining", "Acting", "Uncordoning", "Done"]
+    assert [order.index(x) for x in steps] == sorted(order.index(x) for x in steps), (
+        f"steps in order: {steps}"
+    )
+    after = {p["metadata"]["name"] for p in wait_ready(cp, namespace, "web", 2)}
+    assert not before & after, "the evicted pods were replaced"
+    reasons = "\n".join(events(cp, namespace))
+    assert "Draining" in reasons and "Done" in reasons, reasons
+    completed = condition(cp, namespace, "plan", "Completed")
+    assert completed is not None and completed["status"] == "True", completed
+    delete_plan(cp, namespace, "plan")
+    cp.kubectl("annotate", "node", node, "example.com/fw-", f"{GROUP}/maintenance-", check=False)
+
+
+def test_pdb_and_concurrency_are_never_exceeded(
+    control_plane: Any, namespace: str, operator: opp.OperatorProcess
+) -> None:
+    cp, owner = control_plane, f"{namespace}/plan"
+    deployment(cp, namespace, "web", replicas=3)
+    wait_ready(cp, namespace, "web", 3)
+    pdb(cp, namespace, "web", app="web", min_available=2)
+    apply_plan(cp, namespace, "plan", {"nodes": list(NODES), "mode": "Auto", "maxConcurrent": 1})
+    peak_nodes, low_ready = 0, 3
+
+    def observe() -> None:
+        nonlocal peak_nodes, low_ready
+        peak_nodes = max(peak_nodes, len(cordoned_by_us(cp, owner)))
+        low_ready = min(low_ready, len(ready_pods(cp, namespace, "web")))
+
+    def all_done() -> bool:
+        entries = progress(cp, namespace, "plan")
+        return len(entries) == 3 and all(e["step"] == "Done" for e in entries.values())
+
+    watch_until(all_done, observe, timeout=100, what="all three nodes Done")
+    assert peak_nodes == 1, f"at most maxConcurrent=1 node cordoned at once, saw {peak_nodes}"
+    assert low_ready >= 2, f"the PDB (minAvailable 2) held: lowest ready count {low_ready}"
+    assert sum(e["evicted"] for e in progress(cp, namespace, "plan").values()) >= 3
+    assert not cordoned_by_us(cp, owner)
+    delete_plan(cp, namespace, "plan")
+
+
+def test_prediction_selects_the_node_whose_disk_fills(
+    control_plane: Any, namespace: str, operator: opp.OperatorProcess
+) -> None:
+    cp, owner = control_plane, f"{namespace}/plan"
+    apply_plan(cp, namespace, "plan", {"nodeSelector": {"matchLabels": {"type": "kwok"}}, "mode": "Auto"})
+    seen: set[str] = set()
+    watch_until(
+        lambda: progress(cp, namespace, "plan").get(RISKY, {}).get("step") == "Done",
+        lambda: seen.update(cordoned_by_us(cp, owner)),
+        timeout=90,
+        what=f"{RISKY} maintained",
+    )
+    status = plan_status(cp, namespace, "plan")
+    top = status["predictions"][0]
+    assert top["node"] == RISKY and top["probability"] >= 0.3, status["predictions"]
+    assert any("disk" in r for r in top["reasons"]), top
+    others = [p for p in status["predictions"] if p["node"] != RISKY]
+    assert len(others) == 2 and all(p["probability"] < 0.3 for p in others), others
+    assert status["nodesAtRisk"] == 1
+    assert seen == {RISKY}, f"only the risky node is touched, saw {seen}"
+    assert set(progress(cp, namespace, "plan")) == {RISKY}
+    delete_plan(cp, namespace, "plan")
+
+
+def test_recommend_mode_publishes_the_plan_and_cordons_nothing(
+    control_plane: Any, namespace: str, operator: opp.OperatorProcess
+) -> None:
+    cp, owner = control_plane, f"{namespace}/plan"
+    apply_plan(cp, namespace, "plan", {"nodes": ["kwok-node-0", RISKY], "mode": "Recommend"})
+    # The riskiest node first: it is the one predicted to fail (disk full in ~5 h).
+    status = opp.wait_until(
+        lambda: (
+            (s := plan_status(cp, namespace, "plan"))
+            and [x["node"] for x in s.get("schedule", [])] == [RISKY, "kwok-node-0"]
+            and s
+        ),
+        timeout=60,
+        what="a published schedule, riskiest node first",
+    )
+    assert status["schedule"][0]["reason"].startswith("risk 88%"), status["schedule"]
+    assert status["solver"].startswith("CPSAT")
+    seen: set[str] = set()
+    end = time.monotonic() + 8  # four passes at interval 2s
+    while time.monotonic() < end:
+        seen |= cordoned_by_us(cp, owner)
+        time.sleep(0.5)
+    assert not seen and not plan_status(cp, namespace, "plan").get("progress")
+    in_progress = condition(cp, namespace, "plan", "InProgress")
+    assert in_progress is not None and in_progress["reason"] == "RecommendOnly"
+    delete_plan(cp, namespace, "plan")
+
+
+def test_a_blocker_returning_a_series_pauses_maintenance(
+    control_plane: Any, namespace: str, operator: opp.OperatorProcess
+) -> None:
+    cp, owner, node = control_plane, f"{namespace}/plan", "kwok-node-0"
+    # absent() of a metric nobody exports returns one series: the blocker fires.
+    blocker = {"query": "absent(autoloop_test_never_exported)"}
+    apply_plan(cp, namespace, "plan", {"nodes": [node], "mode": "Auto", "blockers": [blocker]})
+    blocked = opp.wait_until(
+        lambda: (c := condition(cp, namespace, "plan", "Blocked")) and c["status"] == "True" and c,
+        timeout=60,
+        what="condition Blocked",
+    )
+    assert "absent(autoloop_test_never_exported" in blocked["message"], blocked
+    end = time.monotonic() + 6
+    while time.monotonic() < end:
+        assert not cordoned_by_us(cp, owner)
+        time.sleep(0.5)
+    assert not plan_status(cp, namespace, "plan").get("progress")
+    # Lifting the blocker lets the node through.
+    cp.kubectl(
+        "-n", namespace, "patch", "maintenanceplan", "plan", "--type=merge", "-p", '{"spec":{"blockers":[]}}'
+    )
+    opp.wait_until(
+        lambda: progress(cp, namespace, "plan").get(node, {}).get("step") == "Done",
+        timeout=60,
+        what=f"{node} Done after the blocker cleared",
+    )
+    cleared = condition(cp, namespace, "plan", "Blocked")
+    assert cleared is not None and cleared["status"] == "False"
+    delete_plan(cp, namespace, "plan")
+
+
+def test_operator_killed_mid_drain_resumes_without_draining_a_done_node_again(
+    control_plane: Any, namespace: str, node_prometheus: NodePrometheus, installed: None, tmp_path: Path
+) -> None:
+    cp, owner = control_plane, f"{namespace}/plan"
+    stuck, quick = "kwok-node-0", "kwok-node-1"
+    # Two pods pinned to `stuck` behind minAvailable 1: one eviction passes, the second is refused
+    # for good (the replacement cannot schedule on the cordoned node).
+    deployment(cp, namespace, "db", replicas=2, node=stuck)
+    deployment(cp, namespace, "web", replicas=1, node=quick)
+    wait_ready(cp, namespace, "db", 2)
+    wait_ready(cp, namespace, "web", 1)
+    pdb(cp, namespace, "db", app="db", min_available=1)
+    opp.wait_until(
+        lambda: (
+            cp.kubectl_json("-n", namespace, "get", "pdb", "db").get("status", {}).get("disruptionsAllowed")
+            == 1
+        ),
+        timeout=30,
+        what="PDB db allows one disruption",
+    )
+    spec = {
+        "nodes": [stuck, quick],
+        "mode": "Auto",
+        "maxConcurrent": 2,
+        "drain": {"timeout": "10m", "retryInterval": "1s"},
+    }
+    apply_plan(cp, namespace, "plan", spec)
+    first = opp.start(cp, node_prometheus.url, tmp_path)
+    try:
+        opp.wait_until(
+            lambda: (
+                (e := progress(cp, namespace, "plan")).get(quick, {}).get("step") == "Done"
+                and e.get(stuck, {}).get("step") == "Draining"
+                and "refused" in e[stuck]["message"]
+            ),
+            timeout=90,
+            what=f"{quick} Done and {stuck} draining against the PDB",
+        )
+    finally:
+        first.process.kill()  # no graceful shutdown: a crash mid-drain
+        first.process.wait()
+    before = progress(cp, namespace, "plan")
+    assert before[stuck]["evicted"] == 1, before
+    done_before = before[quick]
+    second = opp.start(cp, node_prometheus.url, tmp_path)
+    try:
+        peak = 0
+
+        def observe() -> None:
+            nonlocal peak
+            cordoned = cordoned_by_us(cp, owner)
+            peak = max(peak, len(cordoned))
+            assert quick not in cordoned, f"{quick} was Done and must not be cordoned again"
+
+        # The restarted operator keeps retrying the refused eviction; then the PDB is lifted.
+        end = time.monotonic() + 8
+        while time.monotonic() < end:
+            observe()
+            time.sleep(0.5)
+        assert progress(cp, namespace, "plan")[stuck]["step"] == "Draining"
+        cp.kubectl("-n", namespace, "delete", "pdb", "db")
+        watch_until(
+            lambda: progress(cp, namespace, "plan")[stuck]["step"] == "Done",
+            observe,
+            timeout=60,
+            what=f"{stuck} Done after the PDB was lifted",
+        )
+        after = progress(cp, namespace, "plan")
+        assert after[quick] == done_before, "the Done node's entry is untouched"
+        assert after[stuck]["evicted"] == 2, after
+        assert after[stuck]["startedAt"] == before[stuck]["startedAt"], "resumed, not restarted"
+        assert peak <= 2
+        delete_plan(cp, namespace, "plan")
+    finally:
+        second.stop()
+        sys.stderr.write("---- operator log (tail) ----\n" + second.log()[-6000:] + "\n")
