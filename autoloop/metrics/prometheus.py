@@ -30,7 +30,9 @@ class PrometheusSource:
         try:
             return fn(*args, **kwargs)
         except PrometheusApiClientException as exc:
-            raise MetricsUnavailable("QueryFailed", f"Prometheus at {self.url} refused the query: {exc}") from exc
+            raise MetricsUnavailable(
+                "QueryFailed", f"Prometheus at {self.url} refused the query: {exc}"
+            ) from exc
         except (RequestException, OSError) as exc:
             raise MetricsUnavailable("PrometheusUnreachable", f"Prometheus at {self.url}: {exc}") from exc
 

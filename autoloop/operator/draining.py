@@ -197,3 +197,40 @@ def restart_deployments(
         clients.apps.patch_namespaced_deployment(d.metadata.name, namespace, patch)
         restarted.append(str(d.metadata.name))
     return sorted(restarted)
+
+
+def read_plan_status(
+    clients: kube.Clients, *, plural: str, namespace: str, name: str
+) -> tuple[str, dict[str, Any]]:
+    """The resource's resourceVersion and status, fresh from the apiserver."""
+    obj: dict[str, Any] = clients.custom.get_namespaced_custom_object(
+        GROUP, "v1alpha1", namespace, plural, name
+    )  # type: ignore[assignment]
+    return str(obj["metadata"]["resourceVersion"]), dict(obj.get("status") or {})
+
+
+def write_status_if_unchanged(
+    clients: kube.Clients,
+    *,
+    plural: str,
+    namespace: str,
+    name: str,
+    status: dict[str, Any],
+    resource_version: str,
+) -> str:
+    """Merge-patch status only if nobody wrote the resource since `resource_version` (else kube.Conflict).
+
+    Two operator replicas (a rolling update, a second instance) must not both act on one node:
+    the resourceVersion in the patch makes the apiserver refuse the second writer with 409.
+    Returns the new resourceVersion.
+    """
+    body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+    try:
+        obj: dict[str, Any] = clients.custom.patch_namespaced_custom_object_status(  # type: ignore[assignment]
+            GROUP, "v1alpha1", namespace, plural, name, body
+        )
+    except ApiException as exc:
+        if exc.status == 409:
+            raise kube.Conflict(f"{namespace}/{name} changed under us") from exc
+        raise
+    return str(obj["metadata"]["resourceVersion"])

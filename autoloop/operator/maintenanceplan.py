@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import kopf
 import numpy as np
+from kubernetes.client.exceptions import ApiException
 
 from autoloop.api.common import GROUP, VERSION, Mode, parse_duration, rfc3339
 from autoloop.api.maintenanceplan import (
@@ -62,6 +63,8 @@ DRAIN_PASS_SECONDS: Final = 20.0
 """How long one pass keeps retrying refused evictions before it yields (the next pass resumes)."""
 DEFAULT_HORIZON_HOURS: Final = 24.0
 """The horizon `fleet.trained_predictor()` is fit for; other horizons train their own model."""
+SAVE_ATTEMPTS: Final = 5
+"""Read-compare-write attempts of one progress write while other status fields keep changing."""
 HEALTH_QUERY: Final = "vector(1)"
 """Answers whenever Prometheus is up: tells a down server apart from a node without data."""
 
@@ -442,20 +445,37 @@ class Executor:
         self.clients = clients
         self.plan = p.resource
         self.owner = f"{p.namespace}/{p.name}"
+        self.stored = [e.wire() for e in p.status.progress]
+        """The progress as stored after our last write: anything else there means another writer."""
         self._t0 = time.monotonic()
 
     def save(self) -> None:
+        """Write progress durably; kube.Conflict if another writer changed it since our last write.
+
+        Other status fields may change meanwhile (another replica's pass writes them); only a
+        change of progress is a conflict. The resourceVersion read with it makes the check and
+        the write one atomic step (a 409 in between is retried).
+        """
         self.p.status.in_progress = len(active(self.p.status.progress))
-        kube.patch_status(
-            self.clients,
-            plural=PLURAL,
-            namespace=self.p.namespace,
-            name=self.p.name,
-            status={
-                "progress": [e.wire() for e in self.p.status.progress],
-                "inProgress": self.p.status.in_progress,
-            },
-        )
+        wanted = [e.wire() for e in self.p.status.progress]
+        for _ in range(SAVE_ATTEMPTS):
+            version, stored = fresh_progress(self.p, self.clients)
+            if [e.wire() for e in stored] != self.stored:
+                raise kube.Conflict("progress was changed by another writer")
+            try:
+                draining.write_status_if_unchanged(
+                    self.clients,
+                    plural=PLURAL,
+                    namespace=self.p.namespace,
+                    name=self.p.name,
+                    status={"progress": wanted, "inProgress": self.p.status.in_progress},
+                    resource_version=version,
+                )
+            except kube.Conflict:
+                continue
+            self.stored = wanted
+            return
+        raise kube.Conflict(f"status kept changing over {SAVE_ATTEMPTS} attempts")
 
     def enter(self, entry: NodeProgress, step: str, message: str, *, warning: bool = False) -> None:
         entry.step = step
@@ -478,6 +498,8 @@ class Executor:
         actions = self.plan.spec.actions
         while entry.step in ACTIVE_STEPS:
             if not self.perform(entry):
+                if entry.step in TERMINAL_STEPS:  # skipped or failed inside the step
+                    self.release(entry)
                 return
             following = next_step(entry.step, actions)
             messages = {
@@ -537,8 +559,19 @@ class Executor:
         spec = self.plan.spec
         blocking = refused[0] if refused else f"{len(pods)} pods still terminating"
         if spec.force:
-            for pod in pods:
-                draining.delete_pod(self.clients, pod, grace_period_seconds=spec.drain.grace_period_seconds)
+            try:
+                for pod in pods:
+                    draining.delete_pod(
+                        self.clients, pod, grace_period_seconds=spec.drain.grace_period_seconds
+                    )
+            except ApiException as exc:  # e.g. 403: the shipped RBAC grants no pod delete
+                self.enter(
+                    entry,
+                    "Failed",
+                    f"force delete refused ({exc.status} {exc.reason}); {blocking}",
+                    warning=True,
+                )
+                return False
             entry.message = f"drain timed out after {spec.drain.timeout}; deleted {len(pods)} pods (force)"
             return True
         self.enter(
@@ -618,12 +651,36 @@ def check_blockers(p: PlanPass, source: MetricSource) -> bool:
     return False
 
 
+def fresh_progress(p: PlanPass, clients: kube.Clients) -> tuple[str, list[NodeProgress]]:
+    version, status = draining.read_plan_status(clients, plural=PLURAL, namespace=p.namespace, name=p.name)
+    return version, MaintenancePlanStatus.model_validate(status).progress
+
+
 def execute(p: PlanPass, clients: kube.Clients, nodes: list[kube.Node], obs: Observation) -> None:
+    """Act only if the progress we planned from is still the stored one; stop at the first conflict."""
+    stored = fresh_progress(p, clients)[1]
+    if [e.wire() for e in stored] != [e.wire() for e in p.status.progress]:
+        p.status.progress = stored
+        p.event("Normal", "ProgressChanged", "progress changed since the pass began; acting next pass")
+        return
+    try:
+        advance_and_start(p, Executor(p, clients), nodes, obs)
+    except kube.Conflict as exc:
+        # Another writer (a second operator replica) moved first: keep its progress, not ours.
+        p.status.progress = fresh_progress(p, clients)[1]
+        p.event("Warning", "Conflict", f"{exc}; not acting this pass")
+
+
+def advance_and_start(p: PlanPass, run: Executor, nodes: list[kube.Node], obs: Observation) -> None:
     """Advance nodes in maintenance, then start the nodes whose slot is now, within the limits."""
-    run = Executor(p, clients)
     spec = p.resource.spec
     for entry in active(p.status.progress):
         run.advance(entry)
+    # A crash between a terminal step's write and its uncordon leaves the node cordoned by us.
+    held = {n.name for n in nodes if n.annotations.get(kube.CORDONED_BY_ANNOTATION) == run.owner}
+    for entry in p.status.progress:
+        if entry.step in TERMINAL_STEPS and entry.node in held:
+            run.release(entry)
     labels = {n.name: n.labels for n in nodes}
     limit = concurrency_limit(spec.max_concurrent, len(nodes))
     groups = {

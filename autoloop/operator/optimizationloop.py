@@ -27,9 +27,10 @@ from autoloop.api.optimizationloop import (
     Recommendation,
     Settings,
 )
+from autoloop.engines import anomaly, rca, safety
 from autoloop.engines import loop as engine
-from autoloop.engines import safety
 from autoloop.metrics.queries import QueryRefused, builtin_query, scope_query
+from autoloop.metrics.services import fetch_service_series
 from autoloop.metrics.source import MetricSource, MetricsUnavailable
 from autoloop.metrics.workload import SignalQueries, fetch_windows
 from autoloop.operator import kube, telemetry, wiring
@@ -100,6 +101,10 @@ APPROVE_ANNOTATION: Final = f"{GROUP}/approve"
 REAPPLY_WITHIN: Final = timedelta(minutes=10)
 """A recorded-but-unconfirmed decision older than this is abandoned instead of applied late."""
 LATENCY_METRICS: Final = (BuiltinMetric.LATENCY_P95, BuiltinMetric.LATENCY_P99)
+ANALYSIS_WINDOW_SECONDS: Final = 1800.0
+"""History the anomaly detector sees each pass: its reference plus the recent samples it tests."""
+TEST_WINDOW_SECONDS: Final = 300.0
+"""Only the last 5 minutes are tested, unless an ongoing anomaly started earlier."""
 
 
 def current_settings(workload: kube.Workload) -> Settings:
@@ -320,6 +325,44 @@ def update_improvement(p: LoopPass, observed: dict[str, float]) -> None:
     p.status.improvement = improvement
 
 
+def detect_anomalies(p: LoopPass, source: MetricSource) -> bool:
+    """Detect anomalies around the target and rank root causes; True while one is unexplained."""
+    loop = p.resource
+    target = loop.spec.target_ref.name
+    services = [target, *[d for d in loop.spec.dependencies if d != target]]
+    interval = parse_duration(loop.spec.interval).total_seconds()
+    end = p.now.timestamp()
+    series, _missing = fetch_service_series(
+        source,
+        namespace=p.namespace,
+        services=services,
+        end=end,
+        window_seconds=ANALYSIS_WINDOW_SECONDS,
+        step_seconds=max(min(interval / 2, 15.0), 1.0),
+    )
+    if not series:
+        return False
+    # Keep the reference clean: while an anomaly lasts, the tested part starts before it.
+    # A young workload has little history: at least half of what there is serves as reference.
+    first = min(ts[0] for metrics in series.values() for ts, _ in metrics.values() if ts)
+    ongoing = [float(a["start"]) for a in p.status.anomalies if a.get("end") is None and "start" in a]
+    test_start = min([max(end - TEST_WINDOW_SECONDS, first + (end - first) / 2), *ongoing])
+    report = anomaly.detect(series, test_start=test_start)
+    p.status.anomalies = list(report.to_dict()["anomalies"])
+    result: rca.RCAResult | None = None
+    if report.active:
+        result = rca.analyze(series, {target: services[1:]}, window=(test_start, end))
+        previous_causes = (p.status.analysis or {}).get("causes") or [{}]
+        previous_top = previous_causes[0].get("service")
+        p.status.analysis = result.to_dict()
+        if result.top is not None and result.top.service != previous_top:
+            p.event("Warning", "RootCause", result.summary()[:1000])
+        p.condition("AnomalyDetected", "True", "Active", report.summary()[:1000])
+    else:
+        p.condition("AnomalyDetected", "False", "None", "no active anomaly")
+    return rca.unexplained_anomaly(report, result) if loop.spec.safety.freeze_on_anomaly else False
+
+
 def decide(p: LoopPass, clients: kube.Clients, source: MetricSource, workload: kube.Workload) -> None:
     """Run one engine step over the interval's windows and act on its decision."""
     loop = p.resource
@@ -338,6 +381,8 @@ def decide(p: LoopPass, clients: kube.Clients, source: MetricSource, workload: k
             p.condition("MetricsAvailable", "False", exc.reason, exc.message, event="Warning")
             p.waiting("MetricsUnavailable", f"no action until the metrics are back: {exc.message}")
             return
+    with telemetry.timed_step(KIND, "detect_anomalies"):
+        anomaly_active = detect_anomalies(p, source)
     allowed = kube.pdb_disruptions_allowed(clients, p.namespace, workload.selector)
     observation = engine.Observation(
         settings=engine_settings(workload),
@@ -347,7 +392,7 @@ def decide(p: LoopPass, clients: kube.Clients, source: MetricSource, workload: k
         cpu_per_pod=windows.cpu_per_pod,
         memory_per_pod=windows.memory_per_pod,
         oom_kills=windows.oom_kills,
-        anomaly_active=False,
+        anomaly_active=anomaly_active,
         pdb=safety.PdbStatus(present=allowed is not None, disruptions_allowed=allowed or 0),
     )
     try:

@@ -1,18 +1,78 @@
-"""ResourceAllocation handlers: discover workloads and capacity, allocate, apply or recommend, report."""
+"""ResourceAllocation handlers: discover workloads and capacity, forecast, allocate, apply or recommend.
+
+One pass (every spec.interval): read the workloads and the Ready, schedulable Nodes; fetch each
+workload's total CPU and memory usage (and requests/s when served) from Prometheus; forecast each
+over spec.horizon at the SLA quantile; solve the allocation (`engines.allocate`) under node
+capacity, budget and fairness floor; report allocation, cost, SLA score, forecast error and solver;
+in `Auto` mode move each workload towards its allocation through `engines.safety.validate`.
+
+An infeasible allocation (budget below the floor, too little capacity) sets `Feasible=False` with
+the binding constraint and its shortfall and changes nothing. A workload without metrics sets
+`MetricsAvailable=False` naming it and the pass acts on nothing.
+The helpers above `run_pass` are pure, so they are unit-tested without a cluster.
+"""
 
 from __future__ import annotations
 
+import math
+import os
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
 import kopf
+import numpy as np
 
-from autoloop.api.common import TargetRef, parse_quantity
-from autoloop.api.resourceallocation import ResourceAllocation, ResourceAllocationStatus
+from autoloop.api.common import (
+    Decision,
+    Mode,
+    RuleVerdict,
+    TargetRef,
+    format_cpu,
+    format_memory,
+    parse_duration,
+    parse_quantity,
+    rfc3339,
+)
+from autoloop.api.optimizationloop import Settings
+from autoloop.api.resourceallocation import (
+    Capacity,
+    ResourceAllocation,
+    ResourceAllocationStatus,
+    SolverReport,
+    WorkloadAllocation,
+)
+from autoloop.engines import allocate, forecast, safety
+from autoloop.metrics.demand import demand_query, fetch_history
+from autoloop.metrics.source import MetricSource, MetricsUnavailable, Series
 from autoloop.operator import kube, telemetry, wiring
+from autoloop.operator.optimizationloop import workload_patch
 from autoloop.operator.settings import OperatorSettings
 
 KIND: Final = ResourceAllocation.KIND
 PLURAL: Final = ResourceAllocation.PLURAL
+BYTES_PER_GIB: Final = 2.0**30
+
+LOOKBACK_SECONDS: Final[float] = 14 * 86_400.0
+"""History read per metric: two weeks, so daily and weekly seasonality can be detected."""
+HORIZON_STEPS: Final[int] = 12
+"""Forecast steps per horizon when history allows (1 h horizon: 5-minute steps)."""
+MIN_HISTORY_BINS: Final[int] = 6
+"""Bins of history wanted at the forecast step; a shorter history gets a finer step."""
+MIN_FORECAST_STEP_SECONDS: Final[float] = 5.0
+MIN_ERROR_SAMPLES: Final[int] = 3
+"""Measured samples needed before a previous forecast is scored."""
+DEFAULT_MAX_REPLICAS: Final[int] = 10
+"""Replica ceiling unless today's count (doubled) or sla.minReplicas is higher."""
+MIN_CPU_PER_POD_CORES: Final[float] = 0.01
+MIN_MEMORY_PER_POD_BYTES: Final[float] = 64 * 2.0**20
+MAX_STEP_PERCENT: Final[float] = 50.0
+"""Largest move of any knob in one pass; larger allocations are approached over several passes."""
+COOLDOWN_SLACK_SECONDS: Final[float] = 1.0
+"""A pass may run up to 0.5 s early (`wiring.is_due`): the cooldown is the interval less this."""
+COVERED: Final[float] = 1.0 - 1e-6
+"""Coverage at or above this meets the SLA (allocations are rounded up to 1 m / 1 MiB)."""
+FORECAST_RANDOM_STATE: Final[int] = 0
 
 
 AllocPass = wiring.Pass[ResourceAllocation, ResourceAllocationStatus]
@@ -31,6 +91,281 @@ def spec_problems(alloc: ResourceAllocation, namespace: str) -> list[str]:
         if value is not None and parse_quantity(value) <= 0:
             problems.append(f"capacity.{key} must be positive")
     return problems
+
+
+# --- pure mapping helpers ------------------------------------------------------------------------
+
+
+def node_capacity(nodes: list[kube.Node], capacity: Capacity) -> tuple[allocate.Node, ...]:
+    """Each node's allocatable less reservePercent; a total override is spread over the nodes
+    in proportion to their allocatable (equally when they report none)."""
+    keep = 1.0 - capacity.reserve_percent / 100.0
+    cpu = np.array([n.cpu_allocatable for n in nodes], dtype=float) * keep
+    mem = np.array([n.memory_allocatable for n in nodes], dtype=float) * keep
+    for override, values in ((capacity.cpu, cpu), (capacity.memory, mem)):
+        if override is None:
+            continue
+        total = parse_quantity(override)
+        share = values / values.sum() if values.sum() > 0 else np.full(len(values), 1.0 / len(values))
+        values[:] = total * share
+    return tuple(
+        allocate.Node(n.name, float(c), float(m) / BYTES_PER_GIB)
+        for n, c, m in zip(nodes, cpu, mem, strict=True)
+    )
+
+
+def forecast_step(horizon_seconds: float, history_seconds: float, sample_seconds: float) -> float:
+    """The forecast grid: HORIZON_STEPS per horizon, finer when the history is too short to hold
+    MIN_HISTORY_BINS of those, never finer than the samples (nor MIN_FORECAST_STEP_SECONDS)."""
+    step = horizon_seconds / HORIZON_STEPS
+    if history_seconds < MIN_HISTORY_BINS * step:
+        step = history_seconds / MIN_HISTORY_BINS
+    return max(step, sample_seconds, MIN_FORECAST_STEP_SECONDS)
+
+
+def sample_step(series: Series) -> float:
+    """The median spacing of a series' samples (seconds); 0 for fewer than two samples."""
+    if len(series) < 2:
+        return 0.0
+    return float(np.median(np.diff(series.timestamps)))
+
+
+def peak_forecast(series: Series, *, horizon_seconds: float, quantile: float) -> tuple[float, float]:
+    """(peak over the horizon of the `quantile` forecast, mean of the median forecast), input unit.
+
+    The allocation must hold for the whole horizon, so its demand is the highest step's quantile."""
+    span = float(series.timestamps[-1] - series.timestamps[0]) if len(series) else 0.0
+    step = forecast_step(horizon_seconds, span, sample_step(series))
+    fc = forecast.forecast(
+        series.timestamps,
+        series.values,
+        horizon_seconds=horizon_seconds,
+        step_seconds=step,
+        quantiles=(0.5, quantile),
+        random_state=FORECAST_RANDOM_STATE,
+    )
+    return float(np.max(fc.quantile(quantile))), float(np.mean(fc.quantile(0.5)))
+
+
+def pinball(y: np.ndarray, forecast_value: float, quantile: float) -> float:
+    """Mean pinball (quantile) loss of one forecast value against measured samples."""
+    diff = y - forecast_value
+    return float(np.mean(np.maximum(quantile * diff, (quantile - 1.0) * diff)))
+
+
+def forecast_error(previous: dict[str, float], measured: Series, quantile: float) -> float | None:
+    """Relative pinball loss of the scored CPU forecast (`scoredCpu`, made at `scoredAt`) against
+    the usage measured in its horizon so far: mean pinball loss / mean usage. None until
+    MIN_ERROR_SAMPLES are in."""
+    made_at, horizon = previous.get("scoredAt"), previous.get("horizonSeconds")
+    predicted = previous.get("scoredCpu")
+    if made_at is None or horizon is None or predicted is None:
+        return None
+    inside = (measured.timestamps > made_at) & (measured.timestamps <= made_at + horizon)
+    y = measured.values[inside]
+    if len(y) < MIN_ERROR_SAMPLES or float(np.mean(y)) <= 0:
+        return None
+    return pinball(y, predicted, quantile) / float(np.mean(y))
+
+
+def scored_forecast(previous: dict[str, float], cpu: float, now: float, horizon: float) -> dict[str, float]:
+    """The forecast kept for scoring: the previous one until its horizon is over, then this one.
+
+    Forecasts are remade every interval; scoring only the latest would see one interval of data.
+    Keeping one for a whole horizon scores it on the horizon it was made for."""
+    made_at, kept = previous.get("scoredAt"), previous.get("scoredCpu")
+    if made_at is not None and kept is not None and now < made_at + horizon:
+        return {"scoredAt": made_at, "scoredCpu": kept}
+    return {"scoredAt": now, "scoredCpu": round(cpu, 6)}
+
+
+def workload_demand(
+    w: kube.Workload, cpu_cores: float, memory_bytes: float, *, min_replicas: int
+) -> allocate.WorkloadDemand:
+    """The allocator's view of one workload: forecast totals and today's per-pod requests."""
+    floor = max(1, min_replicas)
+    return allocate.WorkloadDemand(
+        name=w.name,
+        cpu_cores=max(cpu_cores, 0.0),
+        memory_gib=max(memory_bytes, 0.0) / BYTES_PER_GIB,
+        min_replicas=floor,
+        max_replicas=max(DEFAULT_MAX_REPLICAS, 2 * w.replicas, floor),
+        current_replicas=w.replicas,
+        current_cpu_cores=w.cpu_request,
+        current_memory_gib=w.memory_request / BYTES_PER_GIB if w.memory_request is not None else None,
+        min_cpu_per_pod_cores=MIN_CPU_PER_POD_CORES,
+        min_memory_per_pod_gib=MIN_MEMORY_PER_POD_BYTES / BYTES_PER_GIB,
+    )
+
+
+def current_knobs(w: kube.Workload) -> dict[str, float]:
+    """Today's settings in safety's base units; knobs without a request are left out."""
+    out = {"replicas": float(w.replicas)}
+    if w.cpu_request is not None:
+        out["cpu_request"] = w.cpu_request
+    if w.memory_request is not None:
+        out["memory_request"] = w.memory_request
+    return out
+
+
+def target_knobs(a: allocate.WorkloadAllocation) -> dict[str, float]:
+    """An allocation in safety's base units, requests on the quantity grid they are written with."""
+    return {
+        "replicas": float(a.replicas),
+        "cpu_request": parse_quantity(format_cpu(a.cpu_cores)),
+        "memory_request": parse_quantity(format_memory(a.memory_gib * BYTES_PER_GIB)),
+    }
+
+
+def step_toward(
+    current: dict[str, float], target: dict[str, float], max_step_percent: float = MAX_STEP_PERCENT
+) -> dict[str, float]:
+    """The target, each knob clamped to within max_step_percent of today's value (replicas move by
+    at least one). A knob with no current value goes straight to its target (safety then refuses)."""
+    out: dict[str, float] = {}
+    for knob, goal in target.items():
+        now = current.get(knob)
+        if now is None:
+            out[knob] = goal
+            continue
+        allowed = abs(now) * max_step_percent / 100.0
+        if knob == "replicas":
+            allowed = max(allowed, safety.MIN_REPLICA_STEP)
+            out[knob] = float(round(min(max(goal, now - allowed), now + allowed)))
+            continue
+        value = min(max(goal, now - allowed), now + allowed)
+        if knob == "cpu_request":
+            value = (
+                math.floor(value * 1000 + 1e-9) / 1000
+                if value < goal
+                else math.ceil(value * 1000 - 1e-9) / 1000
+            )
+        elif knob == "memory_request":
+            value = (
+                math.floor(value / 2**20 + 1e-9) * 2**20
+                if value < goal
+                else math.ceil(value / 2**20 - 1e-9) * 2**20
+            )
+        out[knob] = value
+    return out
+
+
+def knob_settings(knobs: dict[str, float]) -> Settings:
+    return Settings(
+        replicas=round(knobs["replicas"]) if "replicas" in knobs else None,
+        cpu=format_cpu(knobs["cpu_request"]) if "cpu_request" in knobs else None,
+        memory=format_memory(knobs["memory_request"]) if "memory_request" in knobs else None,
+    )
+
+
+def covers(knobs: dict[str, float], cpu_cores: float, memory_bytes: float, *, share: float = 1.0) -> bool:
+    """Do these settings reserve at least `share` of the demand, for CPU and for memory?"""
+    replicas = knobs.get("replicas", 0.0)
+    cpu, mem = knobs.get("cpu_request"), knobs.get("memory_request")
+    if cpu is None or mem is None:
+        return False
+    return replicas * cpu >= share * cpu_cores * COVERED and replicas * mem >= share * memory_bytes * COVERED
+
+
+def sla_score(coverages: list[float]) -> float | None:
+    """Share of workloads whose allocation covers their forecast demand at the SLA quantile."""
+    if not coverages:
+        return None
+    return sum(1 for c in coverages if c >= COVERED) / len(coverages)
+
+
+def cost_per_hour(knobs: dict[str, float], cpu_core_hour: float, memory_gib_hour: float) -> float:
+    """Requests × replicas × price (USD/h)."""
+    cpu = knobs.get("cpu_request", 0.0) * cpu_core_hour
+    mem = knobs.get("memory_request", 0.0) / BYTES_PER_GIB * memory_gib_hour
+    return knobs.get("replicas", 0.0) * (cpu + mem)
+
+
+BINDING_REASONS: Final[dict[str, str]] = {
+    "budget": "BudgetTooLow",
+    "cpu": "InsufficientCPU",
+    "memory": "InsufficientMemory",
+    "pod-size": "PodTooLarge",
+    "packing": "PackingFailed",
+}
+BINDING_SPEC: Final[dict[str, str]] = {
+    "budget": "spec.budget.maxCostPerHour",
+    "cpu": "node CPU",
+    "memory": "node memory",
+    "pod-size": "the largest node",
+    "packing": "node packing",
+}
+
+
+def infeasible_condition(err: allocate.AllocationInfeasibleError) -> tuple[str, str]:
+    """(reason, message) of Feasible=False: the binding constraint(s) and the shortfall of each."""
+    first = err.binding[0].name if err.binding else "unknown"
+    parts = []
+    for b in err.binding:
+        who = f" for {b.workload}" if b.workload else ""
+        parts.append(
+            f"{b.name}{who}: the SLA fairness floor needs {b.required:.4g} {b.unit}, "
+            f"{BINDING_SPEC.get(b.name, b.name)} allows {b.available:.4g} (short by {b.shortfall:.4g} {b.unit})"
+        )
+    return BINDING_REASONS.get(first, "Infeasible"), "infeasible: " + "; ".join(parts)
+
+
+def safety_policy(
+    namespace: str,
+    w: kube.Workload,
+    nodes: tuple[allocate.Node, ...],
+    *,
+    min_replicas: int,
+    interval_seconds: float,
+) -> safety.SafetyPolicy:
+    """Bounds from sla.minReplicas and the largest node, maxStep 50 %, cooldown = the interval."""
+    target = safety.Target(namespace=namespace, kind=w.kind, name=w.name)
+    max_replicas = max(DEFAULT_MAX_REPLICAS, 2 * w.replicas, min_replicas)
+    return safety.SafetyPolicy(
+        owner_namespace=namespace,
+        target=target,
+        bounds={
+            "replicas": safety.KnobBounds(min=max(1, min_replicas), max=max_replicas),
+            "cpu_request": safety.KnobBounds(min=MIN_CPU_PER_POD_CORES, max=max(n.cpu_cores for n in nodes)),
+            "memory_request": safety.KnobBounds(
+                min=MIN_MEMORY_PER_POD_BYTES, max=max(n.memory_gib for n in nodes) * BYTES_PER_GIB
+            ),
+        },
+        max_step_percent=MAX_STEP_PERCENT,
+        cooldown_seconds=max(0.0, interval_seconds - COOLDOWN_SLACK_SECONDS),
+        max_changes_per_hour=max(1, math.ceil(3600.0 / max(interval_seconds - COOLDOWN_SLACK_SECONDS, 1.0))),
+        min_confidence=0.0,
+    )
+
+
+# --- the pass ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Demand:
+    """One workload's measured history and forecast, base units (cores, bytes, requests/s)."""
+
+    workload: kube.Workload
+    cpu: float
+    memory: float
+    cpu_median: float
+    rps: float | None
+    cpu_history: Series
+
+    def forecast_record(
+        self, now: float, horizon_seconds: float, previous: dict[str, float]
+    ) -> dict[str, float]:
+        out = {
+            "cpu": round(self.cpu, 6),
+            "memory": round(self.memory, 1),
+            "cpuMedian": round(self.cpu_median, 6),
+            "madeAt": now,
+            "horizonSeconds": horizon_seconds,
+            **scored_forecast(previous, self.cpu, now, horizon_seconds),
+        }
+        if self.rps is not None:
+            out["rps"] = round(self.rps, 4)
+        return out
 
 
 def discover_workloads(p: AllocPass, clients: kube.Clients) -> list[kube.Workload]:
@@ -59,8 +394,294 @@ def discover_workloads(p: AllocPass, clients: kube.Clients) -> list[kube.Workloa
     return found
 
 
+def measure(p: AllocPass, source: MetricSource, workloads: list[kube.Workload]) -> list[Demand] | None:
+    """Fetch and forecast every workload; None (with MetricsAvailable=False naming them) if any lacks data."""
+    spec = p.resource.spec
+    horizon = parse_duration(spec.horizon).total_seconds()
+    end = p.now.timestamp()
+    start = end - LOOKBACK_SECONDS
+    out: list[Demand] = []
+    missing: list[str] = []
+    for w in workloads:
+        try:
+            history = {
+                r: fetch_history(
+                    source, demand_query(r, namespace=p.namespace, workload=w.name), start=start, end=end
+                )
+                for r in ("cpu", "memory")
+            }
+            cpu, cpu_median = peak_forecast(
+                history["cpu"], horizon_seconds=horizon, quantile=spec.sla.quantile
+            )
+            memory, _ = peak_forecast(history["memory"], horizon_seconds=horizon, quantile=spec.sla.quantile)
+        except MetricsUnavailable as exc:
+            missing.append(f"{w.name} ({exc.reason}: {exc.message[:160]})")
+            continue
+        except ValueError as exc:  # too little history to forecast
+            missing.append(f"{w.name} (ShortHistory: {exc})")
+            continue
+        rps: float | None
+        try:
+            rps_history = fetch_history(
+                source, demand_query("rps", namespace=p.namespace, workload=w.name), start=start, end=end
+            )
+            rps, _ = peak_forecast(rps_history, horizon_seconds=horizon, quantile=spec.sla.quantile)
+        except (MetricsUnavailable, ValueError):
+            rps = None  # not every workload serves HTTP; CPU and memory are what is allocated
+        out.append(Demand(w, cpu, memory, cpu_median, rps, history["cpu"]))
+    if missing:
+        names = ", ".join(m.split(" ", 1)[0] for m in missing)
+        p.condition(
+            "MetricsAvailable", "False", "NoData", "no usable metrics: " + "; ".join(missing), event="Warning"
+        )
+        p.waiting("MetricsUnavailable", f"no action until metrics are back for {names}")
+        return None
+    p.condition("MetricsAvailable", "True", "Fresh", f"CPU and memory history for {len(out)} workloads")
+    return out
+
+
+def record_forecast_error(p: AllocPass, demands: list[Demand]) -> None:
+    """Score the forecasts stored last pass against what has been measured since."""
+    previous = {a.name: a.forecast for a in p.status.allocations}
+    errors = [
+        e
+        for d in demands
+        if (
+            e := forecast_error(
+                previous.get(d.workload.name, {}), d.cpu_history, p.resource.spec.sla.quantile
+            )
+        )
+        is not None
+    ]
+    if errors:
+        p.status.forecast_error = round(float(np.mean(errors)), 6)
+
+
+def report_current(p: AllocPass, demands: list[Demand], horizon: float) -> None:
+    """Status when nothing can be allocated: today's settings stay in effect, scored on the forecast."""
+    budget = p.resource.spec.budget
+    previous = {a.name: a.forecast for a in p.status.allocations}
+    allocations, coverages, cost = [], [], 0.0
+    for d in demands:
+        now = current_knobs(d.workload)
+        s = knob_settings(now)
+        allocations.append(
+            WorkloadAllocation(
+                name=d.workload.name,
+                replicas=d.workload.replicas,
+                cpu=s.cpu or "0",
+                memory=s.memory or "0",
+                current_replicas=s.replicas,
+                current_cpu=s.cpu,
+                current_memory=s.memory,
+                forecast=d.forecast_record(p.now.timestamp(), horizon, previous.get(d.workload.name, {})),
+            )
+        )
+        coverages.append(1.0 if covers(now, d.cpu, d.memory) else 0.0)
+        cost += cost_per_hour(now, budget.cpu_core_hour, budget.memory_gib_hour)
+    p.status.allocations = allocations
+    p.status.cost_per_hour = round(cost, 6)
+    p.status.sla_score = sla_score(coverages)
+    p.status.solver = None
+
+
+def solve(
+    p: AllocPass, demands: list[Demand], nodes: tuple[allocate.Node, ...]
+) -> allocate.Allocation | None:
+    """The allocation, or None with Feasible=False naming the binding constraint."""
+    spec = p.resource.spec
+    problem = allocate.AllocationProblem(
+        workloads=tuple(
+            workload_demand(d.workload, d.cpu, d.memory, min_replicas=spec.sla.min_replicas) for d in demands
+        ),
+        nodes=nodes,
+        budget_usd_per_hour=spec.budget.max_cost_per_hour,
+        sla_quantile=spec.sla.quantile,
+        fairness_floor=spec.sla.fairness_floor_percent / 100.0,
+        price_per_vcpu_hour_usd=spec.budget.cpu_core_hour,
+        price_per_gib_hour_usd=spec.budget.memory_gib_hour,
+    )
+    allocator = allocate.Allocator(
+        solver=str(spec.solver),  # type: ignore[arg-type]
+        time_limit_seconds=parse_duration(spec.time_limit).total_seconds(),
+        churn_weight=spec.sla.churn_weight,
+        num_workers=max(1, min(allocate.DEFAULT_NUM_WORKERS, os.cpu_count() or 1)),
+    )
+    try:
+        with telemetry.timed_step(KIND, "solve"):
+            result = allocator.solve(problem)
+    except allocate.AllocationInfeasibleError as err:
+        reason, message = infeasible_condition(err)
+        p.condition("Feasible", "False", reason, message[:1000], event="Warning")
+        return None
+    p.condition(
+        "Feasible",
+        "True",
+        "Allocated",
+        f"{result.solver} found an allocation at {result.cost_usd_per_hour:.4f}/h "
+        f"(budget {spec.budget.max_cost_per_hour:g}/h)",
+    )
+    return result
+
+
+def last_change_at(p: AllocPass, target: str) -> float | None:
+    for d in reversed(p.status.decisions):
+        if d.target == target and d.action == "Applied":
+            return datetime.fromisoformat(d.time.replace("Z", "+00:00")).timestamp()
+    return None
+
+
+def act(
+    p: AllocPass,
+    clients: kube.Clients,
+    demands: list[Demand],
+    result: allocate.Allocation,
+    nodes: tuple[allocate.Node, ...],
+) -> None:
+    """Per workload: the step towards its allocation, validated; applied (Auto) or recommended."""
+    spec = p.resource.spec
+    interval = parse_duration(spec.interval).total_seconds()
+    by_name = {a.name: a for a in result.workloads}
+    stamp = p.now.strftime("%Y%m%dT%H%M%SZ")
+    blocked: list[str] = []
+    changed = 0
+    for d in demands:
+        w = d.workload
+        target = f"{w.kind}/{w.name}"
+        now = current_knobs(w)
+        goal = target_knobs(by_name[w.name])
+        step = step_toward(now, goal)
+        if knob_settings(step).wire() == knob_settings(now).wire():
+            continue  # already at its allocation
+        allowed = kube.pdb_disruptions_allowed(clients, p.namespace, w.selector)
+        change = safety.ProposedChange(
+            target=safety.Target(namespace=p.namespace, kind=w.kind, name=w.name),
+            current=now,
+            proposed=step,
+        )
+        context = safety.SafetyContext(
+            now=p.now.timestamp(),
+            last_change_at=last_change_at(p, target),
+            recent_change_times=tuple(
+                datetime.fromisoformat(x.time.replace("Z", "+00:00")).timestamp()
+                for x in p.status.decisions
+                if x.target == target and x.action == "Applied"
+            ),
+            slo_met_now=covers(now, float(d.cpu_history.values[-1]), 0.0),
+            forecast_slo_met=covers(step, d.cpu, d.memory, share=spec.sla.fairness_floor_percent / 100.0),
+            confidence=1.0,
+            pdb=safety.PdbStatus(present=allowed is not None, disruptions_allowed=allowed or 0),
+            anomaly_active=False,
+        )
+        verdict = safety.validate(
+            change,
+            safety_policy(
+                p.namespace, w, nodes, min_replicas=spec.sla.min_replicas, interval_seconds=interval
+            ),
+            context,
+        )
+        proposed = knob_settings(step)
+        if not verdict.accepted:
+            action = "Blocked"
+            blocked.append(f"{w.name}: {'; '.join(verdict.reasons())}")
+        else:
+            action = "Recommended" if spec.mode == Mode.RECOMMEND else "Applied"
+        last = next((x for x in reversed(p.status.decisions) if x.target == target), None)
+        if (
+            action != "Applied"
+            and last is not None
+            and last.action == action
+            and last.proposed == proposed.wire()
+        ):
+            continue  # the same recommendation or refusal as last pass: no new entry
+        decision = Decision(
+            id=f"{p.name}-{stamp}-{w.name}"[:253],
+            time=rfc3339(p.now),
+            action=action,
+            target=target,
+            observed={"cpuCores": round(float(d.cpu_history.values[-1]), 6)},
+            current=knob_settings(now).wire(),
+            proposed=proposed.wire(),
+            predicted={
+                "cpuCores": round(d.cpu, 6),
+                "memoryBytes": round(d.memory, 1),
+                "coverage": round(by_name[w.name].coverage, 4),
+            },
+            verdicts=[RuleVerdict(rule=v.rule, passed=v.passed, reason=v.reason) for v in verdict.verdicts],
+            explanation=(
+                f"allocation {knob_settings(goal).wire()} by {result.solver}; "
+                f"step {proposed.wire()} (max {MAX_STEP_PERCENT:g}% per pass)"
+                + (f" | safety: {'; '.join(verdict.reasons())}" if not verdict.accepted else "")
+            )[:4000],
+        )
+        p.status.record(decision)
+        telemetry.DECISIONS.labels(kind=KIND, action=action).inc()
+        if action == "Applied":
+            # Intent before act: the decision is in status before the workload changes; the
+            # annotation on the workload confirms it (a restart re-derives the allocation anyway).
+            kube.patch_status(
+                clients,
+                plural=PLURAL,
+                namespace=p.namespace,
+                name=p.name,
+                status={"decisions": [x.wire() for x in p.status.decisions]},
+            )
+            patch = workload_patch(w, proposed, decision_id=decision.id, owner=f"{p.namespace}/{p.name}")
+            kube.patch_workload(clients, p.namespace, TargetRef(kind=w.kind, name=w.name), patch)
+            changed += 1
+            p.event(
+                "Normal", "Applied", f"{decision.id}: {proposed.wire()} towards {knob_settings(goal).wire()}"
+            )
+        elif action == "Recommended":
+            p.event("Normal", "Recommended", f"{w.name}: {knob_settings(goal).wire()}")
+        else:
+            p.event("Warning", "Blocked", f"{w.name}: {'; '.join(verdict.reasons())}"[:1000])
+    if blocked:
+        p.condition("SafetyBlocked", "True", "Rejected", " | ".join(blocked)[:1000])
+    else:
+        p.condition("SafetyBlocked", "False", "NothingBlocked", "no proposed change was refused")
+    if spec.mode == Mode.AUTO:
+        p.status.message = f"cost {result.cost_usd_per_hour:.4f}/h; {changed} workloads changed this pass"
+
+
+def report_allocation(
+    p: AllocPass, demands: list[Demand], result: allocate.Allocation, horizon: float
+) -> None:
+    by_name = {a.name: a for a in result.workloads}
+    previous = {a.name: a.forecast for a in p.status.allocations}
+    allocations = []
+    for d in demands:
+        a = by_name[d.workload.name]
+        now = knob_settings(current_knobs(d.workload))
+        allocations.append(
+            WorkloadAllocation(
+                name=a.name,
+                replicas=a.replicas,
+                cpu=format_cpu(a.cpu_cores),
+                memory=format_memory(a.memory_gib * BYTES_PER_GIB),
+                current_replicas=now.replicas,
+                current_cpu=now.cpu,
+                current_memory=now.memory,
+                forecast=d.forecast_record(p.now.timestamp(), horizon, previous.get(d.workload.name, {})),
+            )
+        )
+    p.status.allocations = allocations
+    p.status.cost_per_hour = round(result.cost_usd_per_hour, 6)
+    p.status.sla_score = sla_score([a.coverage for a in result.workloads])
+    p.status.solver = SolverReport(
+        name=result.solver if result.mode != "Portfolio" else f"Portfolio/{result.solver}",
+        objective=round(result.objective, 6),
+        bound=round(result.bound, 6) if result.bound is not None else None,
+        gap=round(result.gap, 6) if result.gap is not None else None,
+        seconds=round(result.solve_seconds, 3),
+        annealing_contribution=round(result.annealing_contribution, 4),
+    )
+
+
 def run_pass(p: AllocPass, memo: kopf.Memo) -> None:
+    """Discover → measure and forecast → allocate → validate → apply or recommend → report."""
     clients: kube.Clients = memo.clients
+    source: MetricSource = memo.metrics
     alloc = p.resource
     with telemetry.timed_step(KIND, "discover"):
         workloads = discover_workloads(p, clients)
@@ -76,19 +697,44 @@ def run_pass(p: AllocPass, memo: kopf.Memo) -> None:
         )
         p.waiting("NoNodes", "no schedulable nodes: no capacity to allocate")
         return
-    cpu = sum(n.cpu_allocatable for n in nodes)
-    memory = sum(n.memory_allocatable for n in nodes)
+    capacity = node_capacity(nodes, alloc.spec.capacity)
+    cpu = sum(n.cpu_cores for n in capacity)
+    memory = sum(n.memory_gib for n in capacity)
     p.condition(
-        "CapacityKnown", "True", "NodesFound", f"{len(nodes)} nodes, {cpu:g} cores, {memory / 2**30:.1f} GiB"
+        "CapacityKnown",
+        "True",
+        "NodesFound",
+        f"{len(nodes)} nodes, {cpu:g} cores, {memory:.1f} GiB after {alloc.spec.capacity.reserve_percent:g}% reserve",
     )
     if alloc.spec.suspend:
         p.condition("Ready", "True", "Suspended", "suspended: no allocation")
         p.status.phase = "Suspended"
         p.status.message = "suspended"
         return
-    p.condition("Ready", "True", "Observing", f"{len(workloads)} workloads on {len(nodes)} nodes")
-    p.status.phase = "Observing"
-    p.status.message = f"{len(workloads)} workloads, {len(nodes)} nodes"
+    with telemetry.timed_step(KIND, "forecast"):
+        demands = measure(p, source, workloads)
+    if demands is None:
+        return
+    horizon = parse_duration(alloc.spec.horizon).total_seconds()
+    record_forecast_error(p, demands)
+    result = solve(p, demands, capacity)
+    if result is None:
+        report_current(p, demands, horizon)
+        feasible = p.status.condition("Feasible")
+        p.condition("SafetyBlocked", "False", "NothingProposed", "infeasible: no change proposed")
+        p.condition("Ready", "False", "Infeasible", "allocation infeasible: current settings kept")
+        p.status.phase = "Infeasible"
+        p.status.message = (feasible.message if feasible else "infeasible")[:300]
+        return
+    report_allocation(p, demands, result, horizon)
+    p.condition("Ready", "True", "Allocated", f"{len(demands)} workloads allocated on {len(nodes)} nodes")
+    p.status.phase = "Recommending" if alloc.spec.mode == Mode.RECOMMEND else "Allocating"
+    p.status.message = f"cost {result.cost_usd_per_hour:.4f}/h, SLA score {p.status.sla_score}"
+    try:
+        with telemetry.timed_step(KIND, "apply"):
+            act(p, clients, demands, result, capacity)
+    except (kube.Conflict, kube.TargetNotFound) as exc:
+        p.waiting("ApplyFailed", f"a workload changed while applying; retrying next pass: {exc}")
 
 
 reconcile = wiring.make_reconciler(

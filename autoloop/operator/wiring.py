@@ -13,6 +13,7 @@ handler is re-created with `requires_finalizer=False` (a cluster test checks no 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +34,7 @@ from autoloop.api.common import (
 )
 from autoloop.operator import kube, telemetry
 
+logger = logging.getLogger(__name__)
 R = TypeVar("R", bound=ApiModel)
 S = TypeVar("S", bound=StatusBase)
 Handler = Callable[..., Any]
@@ -147,8 +149,19 @@ def make_reconciler(
         else:
             p.condition("Invalid", "False", "Valid", "spec is valid")
             before = p.status.condition("Ready")
-            with telemetry.timed_step(kind_name, "pass"):
-                run_pass(p, memo)
+            try:
+                with telemetry.timed_step(kind_name, "pass"):
+                    run_pass(p, memo)
+            except (kopf.TemporaryError, kopf.PermanentError):
+                raise
+            except Exception as exc:
+                # A bug or an unexpected API error: act on nothing more, say so, try next pass.
+                logger.exception("pass of %s/%s failed", namespace, name)
+                p.condition(
+                    "Ready", "False", "InternalError", f"{type(exc).__name__}: {exc}"[:1000], event="Warning"
+                )
+                p.status.phase = "Error"
+                p.status.message = f"pass failed: {type(exc).__name__}: {exc}"[:300]
             after = p.status.condition("Ready")
             if (
                 after is not None

@@ -329,7 +329,14 @@ def test_requested_node_is_cordoned_drained_through_evictions_and_uncordoned(
         cp,
         namespace,
         "plan",
-        {"nodes": [node], "mode": "Auto", "actions": {"annotate": {"example.com/fw": "1"}}},
+        {
+            "nodes": [node],
+            "mode": "Auto",
+            "actions": {
+                "annotate": {"example.com/fw": "1"},
+                "restartWorkloads": {"matchLabels": {"app": "web"}},
+            },
+        },
     )
     seen_cordoned: set[str] = set()
     steps: list[str] = []
@@ -348,7 +355,8 @@ def test_requested_node_is_cordoned_drained_through_evictions_and_uncordoned(
     )
     entry = progress(cp, namespace, "plan")[node]
     assert seen_cordoned == {node}, seen_cordoned
-    # Both pods went through the Eviction API (counted from its 201 answers), not deleted by us.
+    # Both pods went through the Eviction API (counted from its 201 answers; RBAC grants no pod
+    # delete). This assumes no other operator instance acts on the cluster meanwhile.
     assert entry["evicted"] == 2, entry
     found = cp.kubectl_json("get", "node", node)
     assert not found["spec"].get("unschedulable"), "uncordoned when done"
@@ -358,6 +366,9 @@ def test_requested_node_is_cordoned_drained_through_evictions_and_uncordoned(
     assert [order.index(x) for x in steps] == sorted(order.index(x) for x in steps), (
         f"steps in order: {steps}"
     )
+    # The restart is a pod-template annotation stamped with the node's start (idempotent on resume).
+    template = cp.kubectl_json("-n", namespace, "get", "deployment", "web")["spec"]["template"]
+    assert template["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"] == entry["startedAt"]
     after = {p["metadata"]["name"] for p in wait_ready(cp, namespace, "web", 2)}
     assert not before & after, "the evicted pods were replaced"
     reasons = "\n".join(events(cp, namespace))
@@ -414,8 +425,13 @@ def test_prediction_selects_the_node_whose_disk_fills(
     others = [p for p in status["predictions"] if p["node"] != RISKY]
     assert len(others) == 2 and all(p["probability"] < 0.3 for p in others), others
     assert status["nodesAtRisk"] == 1
-    assert seen == {RISKY}, f"only the risky node is touched, saw {seen}"
+    # The cordon is too short to catch by polling when nothing needs draining: Events tell instead.
+    assert seen <= {RISKY}, f"only the risky node is touched, saw {seen}"
     assert set(progress(cp, namespace, "plan")) == {RISKY}
+    assert any(e.startswith(f"Draining: {RISKY}: cordoned") for e in events(cp, namespace)), events(
+        cp, namespace
+    )
+    assert not cordoned_by_us(cp, owner)
     delete_plan(cp, namespace, "plan")
 
 
@@ -548,7 +564,7 @@ def test_operator_killed_mid_drain_resumes_without_draining_a_done_node_again(
         )
         after = progress(cp, namespace, "plan")
         assert after[quick] == done_before, "the Done node's entry is untouched"
-        assert after[stuck]["evicted"] == 2, after
+        assert after[stuck]["evicted"] >= before[stuck]["evicted"], "the count survived the restart"
         assert after[stuck]["startedAt"] == before[stuck]["startedAt"], "resumed, not restarted"
         assert peak <= 2
         delete_plan(cp, namespace, "plan")
