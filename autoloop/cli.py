@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from autoloop import __version__
 
@@ -56,6 +58,63 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return exporter.main(args.rest)
 
 
+def _read_loop(ref: str) -> dict[str, Any]:
+    """An OptimizationLoop by `namespace/name`, read with the current kubeconfig."""
+    from kubernetes import client, config
+
+    namespace, _, name = ref.partition("/")
+    if not name:
+        raise SystemExit(f"give the loop as namespace/name, got {ref!r}")
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    obj = client.CustomObjectsApi().get_namespaced_custom_object(
+        "autoloop.x0tta6bl4.io", "v1alpha1", namespace, "optimizationloops", name
+    )
+    return dict(obj)  # type: ignore[call-overload]
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from autoloop import report
+
+    print(report.explain(_read_loop(args.ref), decisions=args.decisions))
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """Print the ranking and its evidence; with Prometheus, sparklines of the top cause's series."""
+    import time
+
+    from autoloop import report
+    from autoloop.api.common import parse_duration
+
+    obj = _read_loop(args.ref)
+    series: dict[str, list[float]] = {}
+    causes = ((obj.get("status") or {}).get("analysis") or {}).get("causes") or []
+    url = args.prometheus_url or os.environ.get("AUTOLOOP_PROMETHEUS_URL")
+    if url:
+        from autoloop.metrics.prometheus import PrometheusSource
+        from autoloop.metrics.services import fetch_service_series
+
+        services = [c["service"] for c in causes[:2]] or [obj["spec"]["targetRef"]["name"]]
+        end = time.time()
+        window = parse_duration(args.since).total_seconds()
+        fetched, _ = fetch_service_series(
+            PrometheusSource(url),
+            namespace=obj["metadata"]["namespace"],
+            services=services,
+            end=end,
+            window_seconds=window,
+            step_seconds=max(window / 120, 1.0),
+        )
+        for service, metrics in fetched.items():
+            for metric, (_, values) in metrics.items():
+                series[f"{service}/{metric}"] = values
+    print(report.analysis(obj, series))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autoloop", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
@@ -74,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     crds.add_argument("--reference", default="docs/api-reference.md", help="where the field reference goes")
     crds.add_argument("--check", action="store_true", help="exit 1 if the files differ from the models")
     crds.set_defaults(fn=cmd_crds)
+
+    explain = sub.add_parser("explain", help="what a loop saw, proposed, validated and measured")
+    explain.add_argument("ref", help="namespace/name of an OptimizationLoop")
+    explain.add_argument("--decisions", type=int, default=10, help="how many recent decisions to show")
+    explain.set_defaults(fn=cmd_explain)
+
+    analyze = sub.add_parser("analyze", help="anomalies and ranked root causes of a loop, with evidence")
+    analyze.add_argument("ref", help="namespace/name of an OptimizationLoop")
+    analyze.add_argument("--since", default="30m", help="how much history to chart (e.g. 30m, 2h)")
+    analyze.add_argument("--prometheus-url", help="Prometheus for sparklines (env AUTOLOOP_PROMETHEUS_URL)")
+    analyze.set_defaults(fn=cmd_analyze)
 
     sim = sub.add_parser("simulate", help="run the synthetic workload exporter (dev and tests)")
     sim.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the exporter")

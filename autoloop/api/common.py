@@ -23,9 +23,14 @@ NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _DURATION_UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_QUANTITY = re.compile(QUANTITY_PATTERN)
+_QUANTITY = re.compile(
+    r"^((?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)(n|u|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+)
+"""Every quantity the apiserver may return (spec input is held to QUANTITY_PATTERN)."""
 _QUANTITY_SUFFIX: Final = {
     "": 1.0,
+    "n": 1e-9,
+    "u": 1e-6,
     "m": 1e-3,
     "k": 1e3,
     "M": 1e6,
@@ -64,13 +69,11 @@ def parse_duration(text: str) -> timedelta:
 
 
 def parse_quantity(value: str | int | float) -> float:
-    """The value of a Kubernetes quantity in base units (cores, bytes)."""
-    text = str(value).strip()
-    match = _QUANTITY.fullmatch(text)
+    """The value of a Kubernetes quantity in base units (cores, bytes): `250m`, `1.5`, `512Mi`, `1e3`."""
+    match = _QUANTITY.fullmatch(str(value).strip())
     if not match:
         raise ValueError(f"invalid quantity {value!r}: use forms like 250m, 1, 512Mi")
-    number, suffix = re.fullmatch(r"([0-9.]+)(.*)", text).groups()  # type: ignore[union-attr]
-    return float(number) * _QUANTITY_SUFFIX[suffix]
+    return float(match.group(1)) * _QUANTITY_SUFFIX[match.group(2) or ""]
 
 
 def format_cpu(cores: float) -> str:

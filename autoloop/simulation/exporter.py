@@ -30,6 +30,7 @@ import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from autoloop.api import common
 from autoloop.simulation import service
 
 LOG: Final = logging.getLogger("autoloop.simulation.exporter")
@@ -60,35 +61,16 @@ LATENCY_BUCKETS: Final[tuple[float, ...]] = _latency_buckets()
 # ---------------------------------------------------------------------------------------------
 # Parsing annotations and object fields.
 
-_QUANTITY_SUFFIX: Final[dict[str, float]] = {
-    "": 1.0,
-    "n": 1e-9,
-    "u": 1e-6,
-    "m": 1e-3,
-    "k": 1e3,
-    "M": 1e6,
-    "G": 1e9,
-    "T": 1e12,
-    "P": 1e15,
-    "E": 1e18,
-    "Ki": 1024.0,
-    "Mi": 1024.0**2,
-    "Gi": 1024.0**3,
-    "Ti": 1024.0**4,
-    "Pi": 1024.0**5,
-    "Ei": 1024.0**6,
-}
-_QUANTITY_RE: Final = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([a-zA-Z]{0,2})\s*$")
 _DURATION_UNITS: Final[dict[str, float]] = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION_RE: Final = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)")
 
 
 def parse_quantity(text: str) -> float:
     """A Kubernetes resource quantity (``128Mi``, ``250m``, ``1.5``, ``2e3``) as a float."""
-    m = _QUANTITY_RE.match(text)
-    if not m or m.group(2) not in _QUANTITY_SUFFIX:
-        raise ValueError(f"not a quantity: {text!r}")
-    return float(m.group(1)) * _QUANTITY_SUFFIX[m.group(2)]
+    try:
+        return common.parse_quantity(text)
+    except ValueError as exc:
+        raise ValueError(f"not a quantity: {text!r}") from exc
 
 
 def parse_duration(text: str) -> float:

@@ -1,0 +1,162 @@
+"""Plain-text reports for a person at a terminal: `autoloop explain` and `autoloop analyze`.
+
+Pure functions from a resource (as the apiserver returns it) to text, so they are easy to test.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+SPARK_CHARS: Final = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], *, width: int = 60) -> str:
+    """A one-line chart of a series (NaN shown as a space), resampled to `width` characters."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return ""
+    if len(values) > width:
+        step = len(values) / width
+        values = [values[int(i * step)] for i in range(width)]
+    lo, hi = min(finite), max(finite)
+    span = hi - lo or 1.0
+    return "".join(
+        SPARK_CHARS[min(len(SPARK_CHARS) - 1, int((v - lo) / span * len(SPARK_CHARS)))]
+        if math.isfinite(v)
+        else " "
+        for v in values
+    )
+
+
+def _table(rows: list[list[str]]) -> str:
+    if not rows:
+        return ""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def _settings(s: dict[str, Any] | None) -> str:
+    if not s:
+        return "-"
+    return ", ".join(f"{k}={v}" for k, v in s.items())
+
+
+def explain(obj: dict[str, Any], *, decisions: int = 10) -> str:
+    """What an OptimizationLoop saw, proposed, what safety said and what happened after."""
+    meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status", {})
+    target = spec.get("targetRef", {})
+    lines = [
+        f"{obj.get('kind', 'OptimizationLoop')} {meta.get('namespace')}/{meta.get('name')}"
+        f" → {target.get('kind', 'Deployment')}/{target.get('name')}  mode={spec.get('mode', 'Recommend')}"
+        f"  phase={status.get('phase', '-')}",
+        f"message: {status.get('message', '-')}",
+        "",
+        "conditions:",
+        _table(
+            [["TYPE", "STATUS", "REASON", "MESSAGE"]]
+            + [
+                [c["type"], c["status"], c["reason"], c.get("message", "")[:90]]
+                for c in status.get("conditions", [])
+            ]
+        ),
+        "",
+        f"baseline: {_settings(status.get('baseline'))}",
+        f"current:  {_settings(status.get('current'))}",
+        f"observed: {_settings(status.get('observed'))}",
+        f"improvement vs baseline (%): {_settings(status.get('improvement'))}",
+        f"model: {status.get('modelVersion', '-')}",
+    ]
+    rec = status.get("recommendation")
+    if rec:
+        lines.append(
+            f"recommendation {rec['decisionId']}: {_settings(rec.get('settings'))}"
+            + (
+                " (approved)"
+                if rec.get("approved")
+                else f" — approve: kubectl annotate oloop {meta.get('name')} autoloop.x0tta6bl4.io/approve={rec['decisionId']}"
+            )
+        )
+    history = status.get("decisions", [])[-decisions:]
+    lines += ["", f"last {len(history)} decisions (newest last):"]
+    for d in history:
+        lines.append(
+            f"- {d['time']} {d['action']} {d['id']}: {_settings(d.get('current'))} → {_settings(d.get('proposed'))}"
+        )
+        if d.get("observed"):
+            lines.append(f"    saw: {_settings({k: round(v, 4) for k, v in d['observed'].items()})}")
+        if d.get("predicted"):
+            lines.append(f"    predicted: {_settings({k: round(v, 4) for k, v in d['predicted'].items()})}")
+        failed = [v for v in d.get("verdicts", []) if not v["passed"]]
+        if d.get("verdicts"):
+            lines.append(
+                "    safety: "
+                + (
+                    "; ".join(f"{v['rule']}: {v['reason']}" for v in failed)
+                    if failed
+                    else f"all {len(d['verdicts'])} rules passed"
+                )
+            )
+        if d.get("measured"):
+            lines.append(f"    measured: {_settings({k: round(v, 4) for k, v in d['measured'].items()})}")
+        if d.get("explanation"):
+            lines.append(f"    why: {d['explanation'][:300]}")
+    return "\n".join(lines)
+
+
+def analysis(obj: dict[str, Any], series: Mapping[str, Sequence[float]] | None = None) -> str:
+    """The latest anomalies and root-cause ranking of a loop, with sparklines of the key series."""
+    meta, status = obj.get("metadata", {}), obj.get("status", {})
+    lines = [f"analysis of {meta.get('namespace')}/{meta.get('name')}"]
+    anomalies = status.get("anomalies", [])
+    lines += ["", f"anomalies ({len(anomalies)}):"]
+    lines.append(
+        _table(
+            [["SERVICE", "METRIC", "DIR", "SHAPE", "Z", "DEMAND?", "SEVERITY"]]
+            + [
+                [
+                    a.get("service", ""),
+                    a.get("metric", ""),
+                    a.get("direction", ""),
+                    a.get("shape", ""),
+                    f"{a.get('peak_z', 0):+.1f}",
+                    "yes" if a.get("explained_by_load") else "no",
+                    a.get("severity", ""),
+                ]
+                for a in anomalies
+            ]
+        )
+        if anomalies
+        else "  none"
+    )
+    result = status.get("analysis") or {}
+    causes = result.get("causes", [])
+    lines += ["", "root causes (ranked):"]
+    if causes:
+        lines.append(
+            _table(
+                [["#", "SERVICE", "METRIC", "FAULT", "CONFIDENCE", "ACTION"]]
+                + [
+                    [
+                        str(c.get("rank", i + 1)),
+                        c["service"],
+                        c.get("metric", ""),
+                        c.get("fault_type", ""),
+                        f"{c.get('confidence', 0):.2f}",
+                        c.get("action", ""),
+                    ]
+                    for i, c in enumerate(causes)
+                ]
+            )
+        )
+        top = causes[0]
+        lines += ["", f"top cause: {top.get('explanation', '')}", "evidence:"]
+        lines += [f"  - {e}" for e in top.get("evidence", [])]
+    else:
+        lines.append(f"  {result.get('explanation', 'no analysis yet')}")
+    for name, values in (series or {}).items():
+        finite = [v for v in values if math.isfinite(v)]
+        if finite:
+            lines.append(f"{name:<28} {sparkline(values)}  [{min(finite):.4g} .. {max(finite):.4g}]")
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""`autoloop explain` / `autoloop analyze` text: what a person at a terminal reads."""
+
+from __future__ import annotations
+
+import math
+
+from autoloop import report
+
+LOOP = {
+    "kind": "OptimizationLoop",
+    "metadata": {"namespace": "shop", "name": "web"},
+    "spec": {"targetRef": {"kind": "Deployment", "name": "web"}, "mode": "Recommend"},
+    "status": {
+        "phase": "Recommending",
+        "message": "recommends replicas=3",
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Observing", "message": "ok"}],
+        "baseline": {"replicas": 6, "cpu": "1000m"},
+        "current": {"replicas": 6, "cpu": "1000m"},
+        "improvement": {"cost": 0.0},
+        "recommendation": {"decisionId": "web-000007", "settings": {"replicas": 3, "cpu": "750m"}},
+        "decisions": [
+            {
+                "id": "web-000006",
+                "time": "2026-11-25T10:00:00Z",
+                "action": "Blocked",
+                "current": {"replicas": 6},
+                "proposed": {"replicas": 2},
+                "observed": {"latency_p95": 0.081234},
+                "verdicts": [
+                    {"rule": "maxStep", "passed": False, "reason": "replicas step 67% exceeds 50%"},
+                    {"rule": "bounds", "passed": True, "reason": "ok"},
+                ],
+                "explanation": "large step",
+            },
+            {
+                "id": "web-000007",
+                "time": "2026-11-25T10:01:00Z",
+                "action": "Recommended",
+                "current": {"replicas": 6},
+                "proposed": {"replicas": 3},
+                "verdicts": [{"rule": "bounds", "passed": True, "reason": "ok"}],
+                "measured": {"latency_p95": 0.09},
+            },
+        ],
+        "anomalies": [
+            {
+                "service": "db",
+                "metric": "latency_p95",
+                "direction": "up",
+                "shape": "step",
+                "peak_z": 25.0,
+                "explained_by_load": False,
+                "severity": "critical",
+            }
+        ],
+        "analysis": {
+            "causes": [
+                {
+                    "rank": 1,
+                    "service": "db",
+                    "metric": "latency_p95",
+                    "fault_type": "latency",
+                    "confidence": 0.93,
+                    "action": "scale",
+                    "explanation": "db slowed first",
+                    "evidence": ["db latency_p95 up 4x at t=100"],
+                }
+            ]
+        },
+    },
+}
+
+
+def test_explain_shows_seen_proposed_safety_and_measured() -> None:
+    text = report.explain(LOOP)
+    assert "shop/web → Deployment/web" in text
+    assert "Blocked web-000006: replicas=6 → replicas=2" in text
+    assert "safety: maxStep: replicas step 67% exceeds 50%" in text  # only the rule that refused
+    assert "saw: latency_p95=0.0812" in text
+    assert "safety: all 1 rules passed" in text
+    assert "measured: latency_p95=0.09" in text
+    assert "autoloop.x0tta6bl4.io/approve=web-000007" in text  # how to approve, copy-pasteable
+
+
+def test_analysis_ranks_causes_with_evidence_and_sparkline() -> None:
+    text = report.analysis(LOOP, {"db/latency_p95": [0.1, 0.1, 0.1, 0.4, float("nan"), 0.4]})
+    assert "1  db       latency_p95  latency  0.93        scale" in text
+    assert "evidence:\n  - db latency_p95 up 4x at t=100" in text
+    assert "▁▁▁█ █" in text and "[0.1 .. 0.4]" in text
+
+
+def test_sparkline_edges() -> None:
+    assert report.sparkline([]) == ""
+    assert report.sparkline([math.nan, math.nan]) == ""
+    assert report.sparkline([1.0, 1.0]) == "▁▁"  # a flat series is a flat line, not a crash
+    assert len(report.sparkline(list(range(500)), width=40)) == 40
