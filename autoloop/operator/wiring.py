@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import kopf
 from pydantic import ValidationError
@@ -73,12 +73,21 @@ class Pass(Generic[R, S]):
         self.status.message = message[:300]
 
 
+WAITING_RETRY: Final = timedelta(seconds=15)
+"""A resource waiting for something (metrics, a target, a failed pass) is retried this soon,
+not only after its full interval."""
+
+
 def is_due(status: StatusBase, *, interval: str, generation: int, now: datetime) -> bool:
-    """A pass runs when the spec changed since the last one, or when the interval has elapsed."""
+    """A pass runs when the spec changed since the last one, or when the interval has elapsed
+    (sooner while the resource is waiting or its last pass failed)."""
     if status.observed_generation != generation or status.last_run_time is None:
         return True
     last = datetime.fromisoformat(status.last_run_time.replace("Z", "+00:00"))
-    return now - last >= parse_duration(interval) - timedelta(milliseconds=500)
+    period = parse_duration(interval)
+    if status.phase in ("Waiting", "Error"):
+        period = min(period, WAITING_RETRY)
+    return now - last >= period - timedelta(milliseconds=500)
 
 
 def status_patch(status: StatusBase, previous: dict[str, Any]) -> dict[str, Any]:

@@ -74,7 +74,7 @@ def test_examples_become_ready_with_status_columns_and_events(
     assert loop["metadata"].get("finalizers", []) == []  # timers must not pin loops with a finalizer
 
     alloc = opp.wait_until(
-        lambda: _ready(control_plane, namespace, "ralloc/frontend"), timeout=60, what="ralloc Ready=True"
+        lambda: _ready(control_plane, namespace, "ralloc/frontend"), timeout=120, what="ralloc Ready=True"
     )
     assert alloc["status"]["workloadCount"] == 1
     plan = opp.wait_until(

@@ -34,6 +34,16 @@ def test_is_due(status: OptimizationLoopStatus, generation: int, due: bool) -> N
     assert wiring.is_due(status, interval="30s", generation=generation, now=NOW) is due
 
 
+def test_waiting_resource_is_retried_before_its_interval() -> None:
+    # Interval 5m; the last pass 20 s ago was waiting for metrics: retry (15 s), don't wait 5 minutes.
+    waiting = _status(1, 20)
+    waiting.phase = "Waiting"
+    assert wiring.is_due(waiting, interval="5m", generation=1, now=NOW)
+    healthy = _status(1, 20)
+    healthy.phase = "Observing"
+    assert not wiring.is_due(healthy, interval="5m", generation=1, now=NOW)
+
+
 def test_status_patch_removes_keys_no_longer_set() -> None:
     previous = {"message": "old", "phase": "Waiting", "observedGeneration": 1}
     status = OptimizationLoopStatus(observed_generation=1, phase="Observing")
