@@ -30,6 +30,10 @@ echo "operator pid $op, log $state/logs/operator-demo.log; waiting for the first
 sleep 20
 kubectl -n demo get autoloop
 kubectl -n demo get oloop -o wide
-kubectl -n demo describe oloop web | sed -n '/Status:/,$p'
-echo "Watching (Ctrl-C to stop the operator; the cluster stays up):"
-kubectl -n demo get autoloop --watch
+python3 -m autoloop.cli explain demo/web
+kubectl -n demo describe oloop web | sed -n '/^Events:/,$p'
+echo "Every 20 s (Ctrl-C to stop the operator; the cluster stays up):"
+while sleep 20; do
+  kubectl -n demo get autoloop
+  python3 -m autoloop.cli explain demo/web --decisions 3 | tail -n 12
+done
