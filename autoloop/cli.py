@@ -152,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["simulate"]:
+        # Everything after `simulate` belongs to the exporter, including its own --help.
+        from autoloop.simulation import exporter
+
+        return exporter.main(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.fn(args))
 
