@@ -261,7 +261,12 @@ class FakeSource:
         self.calls: list[tuple[float, float, float]] = []
 
     def instant(self, query: str, *, at: float | None = None) -> float:
-        raise NotImplementedError
+        """The same dense series at one instant (the allocation pass itself only reads ranges)."""
+        if self.fail:
+            raise MetricsUnavailable(self.fail, "refused")
+        if (at if at is not None else self.end) < self.first:
+            raise MetricsUnavailable("NoData", "empty")
+        return 1.0
 
     def range(self, query: str, *, start: float, end: float, step: float) -> Series:
         self.calls.append((start, end, step))
