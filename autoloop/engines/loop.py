@@ -13,6 +13,11 @@ the horizon with a prediction interval, score candidate settings (cost, predicte
 against the SLO, memory headroom), refine CPU by golden-section search, keep the change only if
 it beats holding by the hysteresis margin and does not reverse a recent change (damping), and
 pass it through the safety validator. `Auto` applies it, `Recommend` records it.
+
+Two time scales: `step` is the tactical path. The strategic refit (`strategic_refit`: refit on
+all experience, switch only on a better backtest, re-distil the policy) runs inside `step` when
+`config.inline_refit` (library use, benches), or off the loop's path in the operator, which
+hands the result back with `adopt_refit`.
 """
 
 from __future__ import annotations
@@ -76,6 +81,10 @@ class LoopConfig(BaseModel):
     """Plan for p95 <= headroom * SLO at the upper forecast."""
     memory_headroom: float = 0.2
     refit_interval_seconds: float = 86_400.0
+    inline_refit: bool = True
+    """True: `step` runs the strategic refit itself when due (benches, library use). False: the
+    caller runs `strategic_refit` off the loop's path (the operator's background worker) and
+    hands the result to `adopt_refit`; `step` then only bootstraps the first model."""
     cpu_price_per_core_hour: float = 0.0316
     memory_price_per_gib_hour: float = 0.0042
     seed: int = 0
@@ -186,6 +195,45 @@ def _with_limits(current: dict[str, float], knobs: dict[str, float]) -> dict[str
     return out
 
 
+class StrategicRefit(BaseModel):
+    """The result of one strategic refit, computed from a snapshot of the state."""
+
+    model_config = ConfigDict(frozen=True)
+    based_on_version: int
+    """The model version the snapshot held; a result for an older version is stale."""
+    model: learning.ResponseModel
+    rules: list[learning.Rule]
+    message: str
+
+
+def refit_due(config: LoopConfig, state: LoopState, now: float) -> bool:
+    """The strategic schedule: once a bootstrapped model is `refit_interval_seconds` old."""
+    return state.last_refit_at is not None and now - state.last_refit_at >= config.refit_interval_seconds
+
+
+def strategic_refit(config: LoopConfig, state: LoopState) -> StrategicRefit:
+    """Refit the response model on the whole experience (switching only if its backtest is better)
+    and re-distil the policy. Pure and slow-ish: the operator runs it in a worker thread."""
+    model, message = learning.maybe_switch(state.model, state.history)
+    return StrategicRefit(
+        based_on_version=state.model.version,
+        model=model,
+        rules=LoopEngine._distil(config, state),
+        message=message,
+    )
+
+
+def adopt_refit(state: LoopState, result: StrategicRefit, now: float) -> tuple[LoopState, bool]:
+    """Install a finished refit unless the state moved to another model meanwhile (then the
+    next due check starts a fresh one). Returns the new state and whether it was adopted."""
+    if result.based_on_version != state.model.version:
+        return state, False
+    st = state.model_copy(deep=True)
+    st.model, st.rules = result.model, result.rules
+    st.last_refit_at = now
+    return st, True
+
+
 class LoopEngine:
     """Stateless: the state travels in and out of `step`."""
 
@@ -264,9 +312,9 @@ class LoopEngine:
         if st.model.fitted_on == 0 and len(st.history) >= learning.MIN_POINTS_TO_FIT:
             st.model = learning.refit(st.history, version=st.model.version + 1)
             st.last_refit_at = now
-        elif st.last_refit_at is not None and now - st.last_refit_at >= config.refit_interval_seconds:
-            st.model, _ = learning.maybe_switch(st.model, st.history)
-            st.rules = self._distil(config, st)
+        elif config.inline_refit and refit_due(config, st, now):
+            result = strategic_refit(config, st)
+            st.model, st.rules = result.model, result.rules
             st.last_refit_at = now
 
     @staticmethod
@@ -277,7 +325,8 @@ class LoopEngine:
             saw["memory_per_pod"] / max(cur["memory_request"], 1.0),
         ]
 
-    def _distil(self, config: LoopConfig, st: LoopState) -> list[learning.Rule]:
+    @staticmethod
+    def _distil(config: LoopConfig, st: LoopState) -> list[learning.Rule]:
         feats, acts = [], []
         for d in st.decisions:
             s = d.explanation.saw

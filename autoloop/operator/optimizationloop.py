@@ -34,6 +34,7 @@ from autoloop.metrics.services import fetch_service_series
 from autoloop.metrics.source import MetricSource, MetricsUnavailable
 from autoloop.metrics.workload import SignalQueries, fetch_windows
 from autoloop.operator import kube, telemetry, wiring
+from autoloop.operator.refits import BackgroundRefits
 from autoloop.operator.settings import OperatorSettings
 
 KIND: Final = OptimizationLoop.KIND
@@ -363,10 +364,36 @@ def detect_anomalies(p: LoopPass, source: MetricSource) -> bool:
     return rca.unexplained_anomaly(report, result) if loop.spec.safety.freeze_on_anomaly else False
 
 
-def decide(p: LoopPass, clients: kube.Clients, source: MetricSource, workload: kube.Workload) -> None:
+def run_strategic_refit(
+    p: LoopPass,
+    config: engine.LoopConfig,
+    state: engine.LoopState,
+    refits: BackgroundRefits[engine.StrategicRefit],
+) -> engine.LoopState:
+    """Adopt a refit the worker finished; start one when due. Never waits for the worker."""
+    key = f"{p.namespace}/{p.name}"
+    finished = refits.collect(key)
+    if finished is not None:
+        state, adopted = engine.adopt_refit(state, finished, p.now.timestamp())
+        if adopted:
+            p.event("Normal", "ModelRefit", f"strategic refit: {finished.message}")
+        return state
+    if engine.refit_due(config, state, p.now.timestamp()):
+        snapshot = state.model_copy(deep=True)
+        refits.submit(key, lambda: engine.strategic_refit(config, snapshot))
+    return state
+
+
+def decide(
+    p: LoopPass,
+    clients: kube.Clients,
+    source: MetricSource,
+    workload: kube.Workload,
+    refits: BackgroundRefits[engine.StrategicRefit],
+) -> None:
     """Run one engine step over the interval's windows and act on its decision."""
     loop = p.resource
-    config = engine_config(loop, p.namespace)
+    config = engine_config(loop, p.namespace).model_copy(update={"inline_refit": False})
     interval = parse_duration(loop.spec.interval).total_seconds()
     with telemetry.timed_step(KIND, "fetch_windows"):
         try:
@@ -399,6 +426,7 @@ def decide(p: LoopPass, clients: kube.Clients, source: MetricSource, workload: k
         state = engine.LoopState.model_validate(p.status.engine_state or {})
     except ValidationError:
         state = engine.LoopState()  # an unreadable state (older version) restarts learning, safely
+    state = run_strategic_refit(p, config, state, refits)
     with telemetry.timed_step(KIND, "decide"):
         d, state = engine.LoopEngine().step(config, state, observation, p.now.timestamp())
     p.status.engine_state = state.model_dump(mode="json")
@@ -499,7 +527,7 @@ def run_pass(p: LoopPass, memo: kopf.Memo) -> None:
     p.condition("Ready", "True", "Observing", "target found and metrics available")
     p.status.phase = "Recommending" if spec.mode == Mode.RECOMMEND else "Optimizing"
     try:
-        decide(p, clients, source, workload)
+        decide(p, clients, source, workload, memo.refits)
     except (kube.Conflict, kube.TargetNotFound) as exc:
         p.waiting("ApplyFailed", f"the target changed while applying; retrying next pass: {exc}")
 

@@ -10,6 +10,7 @@ import kopf
 from autoloop.api.common import GROUP
 from autoloop.metrics.prometheus import PrometheusSource
 from autoloop.operator import kube, maintenanceplan, optimizationloop, resourceallocation, telemetry
+from autoloop.operator.refits import BackgroundRefits
 from autoloop.operator.settings import OperatorSettings
 
 
@@ -53,6 +54,7 @@ def run(settings: OperatorSettings) -> None:
         metrics=PrometheusSource(
             settings.prometheus_url, timeout_seconds=settings.prometheus_timeout_seconds
         ),
+        refits=BackgroundRefits(),
     )
     kopf.configure(verbose=False)
     # One INFO line per timer tick per object drowns everything else; keep warnings and errors.
