@@ -43,12 +43,16 @@ class Clients:
     custom: client.CustomObjectsApi
 
     @classmethod
-    def connect(cls) -> Clients:
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-        api = client.ApiClient()
+    def connect(cls, kubeconfig: str | None = None) -> Clients:
+        """In-cluster ServiceAccount, else KUBECONFIG; or the given kubeconfig file."""
+        if kubeconfig:
+            api = config.new_client_from_config(config_file=kubeconfig)
+        else:
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config()
+            api = client.ApiClient()
         return cls(
             api=api,
             core=client.CoreV1Api(api),
@@ -76,6 +80,9 @@ class Workload:
     annotations: dict[str, str] = field(default_factory=dict)
     generation: int = 0
     uid: str = ""
+    resource_version: str = ""
+    """Sent with our patches: if anyone changed the workload since we read it, the patch gets a
+    409 instead of overwriting their change with a decision made on stale settings."""
 
 
 def _container(template: Any, name: str | None) -> Any:
@@ -128,6 +135,7 @@ def read_workload(clients: Clients, namespace: str, ref: TargetRef, container: s
         annotations=dict(obj.metadata.annotations or {}),
         generation=obj.metadata.generation or 0,
         uid=obj.metadata.uid or "",
+        resource_version=obj.metadata.resource_version or "",
     )
 
 
@@ -138,11 +146,15 @@ def build_workload_patch(
     owner: str,
     replicas: int | None = None,
     resources: dict[str, dict[str, str]] | None = None,
+    resource_version: str = "",
 ) -> dict[str, Any]:
-    """A strategic-merge patch that changes replicas and/or one container's resources."""
+    """A strategic-merge patch that changes replicas and/or one container's resources; with a
+    `resource_version` it only applies to that version of the object (else 409)."""
     patch: dict[str, Any] = {
         "metadata": {"annotations": {DECISION_ANNOTATION: decision_id, MANAGED_BY_ANNOTATION: owner}}
     }
+    if resource_version:
+        patch["metadata"]["resourceVersion"] = resource_version
     spec: dict[str, Any] = {}
     if replicas is not None:
         spec["replicas"] = replicas
@@ -213,6 +225,45 @@ def _node(obj: Any) -> Node:
 
 def list_nodes(clients: Clients, label_selector: str = "") -> list[Node]:
     return [_node(n) for n in clients.core.list_node(label_selector=label_selector).items]
+
+
+@dataclass(frozen=True)
+class PodRequests:
+    """A scheduled, unfinished pod's effective requests (what the scheduler reserves for it)."""
+
+    namespace: str
+    name: str
+    node: str
+    labels: dict[str, str]
+    cpu: float
+    memory: float
+
+
+def _effective(containers: list[Any] | None, init: list[Any] | None, key: str) -> float:
+    """The scheduler's rule: max(sum over app containers, largest init container)."""
+
+    def req(c: Any) -> float:
+        return _quantity(c.resources.requests if c.resources else None, key) or 0.0
+
+    return max(sum(req(c) for c in containers or []), max((req(c) for c in init or []), default=0.0))
+
+
+def scheduled_pod_requests(clients: Clients) -> list[PodRequests]:
+    """Requests of every pod bound to a node and not finished, in every namespace (one list call)."""
+    items: list[Any] = clients.core.list_pod_for_all_namespaces(
+        field_selector="spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
+    ).items
+    return [
+        PodRequests(
+            namespace=p.metadata.namespace,
+            name=p.metadata.name,
+            node=p.spec.node_name,
+            labels=dict(p.metadata.labels or {}),
+            cpu=_effective(p.spec.containers, p.spec.init_containers, "cpu"),
+            memory=_effective(p.spec.containers, p.spec.init_containers, "memory"),
+        )
+        for p in items
+    ]
 
 
 def read_node(clients: Clients, name: str) -> Node | None:

@@ -419,7 +419,12 @@ def plan_schedule(p: PlanPass, clients: kube.Clients, nodes: list[kube.Node], ob
         obs=obs,
         skip=skip,
         pdb_pods=pdb_pods,
-        pdb_allowed={b.key: b.disruptions_allowed for b in budgets},
+        # With spec.force a PDB that allows nothing does not keep the node out of the plan: the
+        # drain still asks the Eviction API first and deletes only after drain.timeout.
+        pdb_allowed={
+            b.key: max(b.disruptions_allowed, 1) if plan.spec.force else b.disruptions_allowed
+            for b in budgets
+        },
         start=start,
     )
     result = sc.Scheduler(
@@ -573,6 +578,14 @@ class Executor:
                 )
                 return False
             entry.message = f"drain timed out after {spec.drain.timeout}; deleted {len(pods)} pods (force)"
+            self.p.event(
+                "Warning",
+                "ForceDeleted",
+                f"{entry.node}: drain timed out ({blocking}); deleted "
+                f"{', '.join(pod.key for pod in pods)} bypassing their PodDisruptionBudgets (spec.force)"[
+                    :1000
+                ],
+            )
             return True
         self.enter(
             entry,

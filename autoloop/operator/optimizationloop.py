@@ -14,6 +14,7 @@ from autoloop.api.common import (
     Decision,
     Mode,
     RuleVerdict,
+    TargetRef,
     format_cpu,
     format_memory,
     parse_duration,
@@ -220,7 +221,39 @@ def workload_patch(
         owner=owner,
         replicas=replicas,
         resources=resources or None,
+        resource_version=workload.resource_version,
     )
+
+
+PATCH_ATTEMPTS: Final = 3
+
+
+def patch_target(
+    clients: kube.Clients,
+    workload: kube.Workload,
+    proposed: Settings,
+    *,
+    decision_id: str,
+    owner: str,
+) -> None:
+    """Patch the target to `proposed`, only from the settings the decision saw. The patch carries
+    the resourceVersion read; on a 409 the target is read again: if only its status or other fields
+    moved (a rollout in progress), retry; if its replicas or resources changed, raise Conflict."""
+    ref = TargetRef(kind=workload.kind, name=workload.name)
+    seen = current_settings(workload).wire()
+    for _ in range(PATCH_ATTEMPTS):
+        patch = workload_patch(workload, proposed, decision_id=decision_id, owner=owner)
+        try:
+            kube.patch_workload(clients, workload.namespace, ref, patch)
+            return
+        except kube.Conflict:
+            workload = kube.read_workload(clients, workload.namespace, ref, workload.container)
+            if current_settings(workload).wire() != seen:
+                raise kube.Conflict(
+                    f"{workload.kind} {workload.name} changed to {current_settings(workload).wire()} "
+                    f"since the decision saw {seen}"
+                ) from None
+    raise kube.Conflict(f"{workload.kind} {workload.name} kept changing: {PATCH_ATTEMPTS} attempts refused")
 
 
 def _record(p: LoopPass, action: str, d: engine.Decision, workload: kube.Workload) -> Decision:
@@ -262,14 +295,30 @@ def apply_decision(p: LoopPass, clients: kube.Clients, workload: kube.Workload, 
         },
     )
     proposed = Settings.model_validate(decision.proposed)
-    patch = workload_patch(workload, proposed, decision_id=decision.id, owner=f"{p.namespace}/{p.name}")
-    kube.patch_workload(clients, p.namespace, p.resource.spec.target_ref, patch)
+    patch_target(clients, workload, proposed, decision_id=decision.id, owner=f"{p.namespace}/{p.name}")
     p.status.pending_decision = None
     p.status.last_change_time = rfc3339(p.now)
 
 
+def settings_unchanged(recorded: dict[str, Any], workload: kube.Workload) -> bool:
+    """The target still has the settings a decision was made from (each recorded knob)."""
+    now = current_settings(workload).wire()
+    for key, value in recorded.items():
+        if key not in now:
+            return False
+        if key == "replicas":
+            if int(value) != int(now[key]):
+                return False
+        elif abs(parse_quantity(str(value)) - parse_quantity(str(now[key]))) > 1e-9 * max(
+            1.0, parse_quantity(str(value))
+        ):
+            return False
+    return True
+
+
 def resolve_pending(p: LoopPass, clients: kube.Clients, workload: kube.Workload) -> None:
-    """After a crash between intent and confirm: the target's annotation says whether it happened."""
+    """After a crash or a 409 between intent and confirm: the target's annotation says whether it
+    happened; if not, apply it now, but only onto the settings it was decided from."""
     pending = p.status.pending_decision
     if pending is None:
         return
@@ -283,6 +332,15 @@ def resolve_pending(p: LoopPass, clients: kube.Clients, workload: kube.Workload)
         p.status.pending_decision = None
         p.event(
             "Warning", "Abandoned", f"decision {pending} was recorded but never applied; too old to apply now"
+        )
+        return
+    if not settings_unchanged(decision.current, workload):
+        p.status.pending_decision = None
+        p.event(
+            "Warning",
+            "Abandoned",
+            f"decision {pending} was made from {decision.current}, but the target now has "
+            f"{current_settings(workload).wire()} (changed by someone else); not applied",
         )
         return
     apply_decision(p, clients, workload, decision)

@@ -46,7 +46,7 @@ from autoloop.engines import allocate, forecast, safety
 from autoloop.metrics.demand import demand_query, fetch_history
 from autoloop.metrics.source import MetricSource, MetricsUnavailable, Series
 from autoloop.operator import kube, telemetry, wiring
-from autoloop.operator.optimizationloop import workload_patch
+from autoloop.operator.optimizationloop import patch_target
 from autoloop.operator.settings import OperatorSettings
 
 KIND: Final = ResourceAllocation.KIND
@@ -96,14 +96,36 @@ def spec_problems(alloc: ResourceAllocation, namespace: str) -> list[str]:
 # --- pure mapping helpers ------------------------------------------------------------------------
 
 
-def node_capacity(nodes: list[kube.Node], capacity: Capacity) -> tuple[allocate.Node, ...]:
-    """Each node's allocatable less reservePercent; a total override is spread over the nodes
-    in proportion to their allocatable (equally when they report none)."""
+def requests_of_others(
+    pods: list[kube.PodRequests], namespace: str, workloads: list[kube.Workload]
+) -> dict[str, tuple[float, float]]:
+    """Per node, the (cores, bytes) requested by pods this allocation does not manage: those are
+    not ours to move, so their share of each node is not available to the allocation."""
+    used: dict[str, tuple[float, float]] = {}
+    for pod in pods:
+        managed = pod.namespace == namespace and any(
+            w.selector and all(pod.labels.get(k) == v for k, v in w.selector.items()) for w in workloads
+        )
+        if not managed:
+            cpu, mem = used.get(pod.node, (0.0, 0.0))
+            used[pod.node] = (cpu + pod.cpu, mem + pod.memory)
+    return used
+
+
+def node_capacity(
+    nodes: list[kube.Node], capacity: Capacity, used: dict[str, tuple[float, float]] | None = None
+) -> tuple[allocate.Node, ...]:
+    """Each node's allocatable less reservePercent less what unmanaged pods on it request. A total
+    override (the pool these workloads may use) is spread over the nodes in proportion to their
+    allocatable (equally when they report none) and not reduced further."""
     keep = 1.0 - capacity.reserve_percent / 100.0
+    used = used or {}
     cpu = np.array([n.cpu_allocatable for n in nodes], dtype=float) * keep
     mem = np.array([n.memory_allocatable for n in nodes], dtype=float) * keep
-    for override, values in ((capacity.cpu, cpu), (capacity.memory, mem)):
+    for override, values, column in ((capacity.cpu, cpu, 0), (capacity.memory, mem, 1)):
         if override is None:
+            taken = np.array([used.get(n.name, (0.0, 0.0))[column] for n in nodes], dtype=float)
+            values[:] = np.maximum(values - taken, 0.0)
             continue
         total = parse_quantity(override)
         share = values / values.sum() if values.sum() > 0 else np.full(len(values), 1.0 / len(values))
@@ -626,8 +648,7 @@ def act(
                 name=p.name,
                 status={"decisions": [x.wire() for x in p.status.decisions]},
             )
-            patch = workload_patch(w, proposed, decision_id=decision.id, owner=f"{p.namespace}/{p.name}")
-            kube.patch_workload(clients, p.namespace, TargetRef(kind=w.kind, name=w.name), patch)
+            patch_target(clients, w, proposed, decision_id=decision.id, owner=f"{p.namespace}/{p.name}")
             changed += 1
             p.event(
                 "Normal", "Applied", f"{decision.id}: {proposed.wire()} towards {knob_settings(goal).wire()}"
@@ -697,14 +718,26 @@ def run_pass(p: AllocPass, memo: kopf.Memo) -> None:
         )
         p.waiting("NoNodes", "no schedulable nodes: no capacity to allocate")
         return
-    capacity = node_capacity(nodes, alloc.spec.capacity)
+    names = {n.name for n in nodes}
+    used = {
+        node: use
+        for node, use in requests_of_others(
+            kube.scheduled_pod_requests(clients), p.namespace, workloads
+        ).items()
+        if node in names
+    }
+    capacity = node_capacity(nodes, alloc.spec.capacity, used)
     cpu = sum(n.cpu_cores for n in capacity)
     memory = sum(n.memory_gib for n in capacity)
+    others_cpu = sum(c for c, _ in used.values())
+    others_mem = sum(m for _, m in used.values()) / BYTES_PER_GIB
     p.condition(
         "CapacityKnown",
         "True",
         "NodesFound",
-        f"{len(nodes)} nodes, {cpu:g} cores, {memory:.1f} GiB after {alloc.spec.capacity.reserve_percent:g}% reserve",
+        f"{len(nodes)} nodes, {cpu:.2f} cores, {memory:.1f} GiB available after "
+        f"{alloc.spec.capacity.reserve_percent:g}% reserve and {others_cpu:.2f} cores / "
+        f"{others_mem:.1f} GiB requested by other pods",
     )
     if alloc.spec.suspend:
         p.condition("Ready", "True", "Suspended", "suspended: no allocation")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from autoloop.api.common import parse_quantity
 from tests.cluster import operator_process as opp
 
 pytestmark = pytest.mark.cluster
@@ -213,6 +215,19 @@ def test_recommend_mode_changes_nothing(
     control_plane: Any, prometheus: Any, namespace: str, operator: Any
 ) -> None:
     create_workloads(control_plane, prometheus, namespace)
+    # A neighbour the allocation does not manage: its 2 × 5 cores are not available to the shop.
+    neighbour = deployment("db", "data", 2, "5", "1Gi", 0, 0.01)
+    for key in (GROUP_LABEL, "sim.autoloop.x0tta6bl4.io/enabled"):
+        neighbour["metadata"]["labels"].pop(key)
+    apply(control_plane, namespace, neighbour)
+    opp.wait_until(
+        lambda: (
+            opp.get_json(control_plane, namespace, "deployment/db").get("status", {}).get("readyReplicas")
+            == 2
+        ),
+        timeout=60,
+        what="db ready on kwok nodes",
+    )
     generations = {n: d["metadata"]["generation"] for n, d in deployments(control_plane, namespace).items()}
     apply(control_plane, namespace, allocation("shop", mode="Recommend"))
 
@@ -230,3 +245,19 @@ def test_recommend_mode_changes_nothing(
     for name, dep in deployments(control_plane, namespace).items():
         assert dep["metadata"]["generation"] == generations[name]
         assert DECISION not in dep["metadata"].get("annotations", {})
+    # Capacity: 3 kwok nodes × 16 cores × 90 % = 43.2, less what unmanaged pods request: db's
+    # 10 cores and anything other tests left on those nodes, but not the shop's own 7.5 cores.
+    message = opp.condition(obj, "CapacityKnown")["message"]  # type: ignore[index]
+    found = re.search(r"([\d.]+) cores, [\d.]+ GiB available .* and ([\d.]+) cores / ", message)
+    assert found, message
+    available, others = float(found[1]), float(found[2])
+    on_kwok = 0.0
+    for pod in opp.get_json(control_plane, "default", "pods", "-A")["items"]:
+        if pod["spec"].get("nodeName", "").startswith("kwok") and pod["status"].get("phase") not in (
+            "Succeeded",
+            "Failed",
+        ):
+            for c in pod["spec"]["containers"]:
+                on_kwok += parse_quantity(c.get("resources", {}).get("requests", {}).get("cpu", "0"))
+    assert 10.0 <= others <= on_kwok - 7.5 + 0.01, (others, on_kwok, message)
+    assert available == pytest.approx(43.2 - others, abs=0.1), message

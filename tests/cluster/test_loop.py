@@ -98,6 +98,15 @@ def actions(control_plane: Any, namespace: str, name: str) -> list[str]:
     return [d["action"] for d in status(control_plane, namespace, name).get("decisions", [])]
 
 
+def event_reasons(control_plane: Any, namespace: str, name: str) -> list[str]:
+    out = control_plane.kubectl(
+        "-n", namespace, "get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json"
+    ).stdout
+    return [
+        e["reason"] for e in json.loads(out)["items"] if e["involvedObject"]["kind"] == "OptimizationLoop"
+    ]
+
+
 def replicas_and_cpu(control_plane: Any, namespace: str, name: str) -> tuple[int, str]:
     dep = opp.get_json(control_plane, namespace, f"deployment/{name}")
     container = dep["spec"]["template"]["spec"]["containers"][0]
@@ -263,16 +272,19 @@ def test_restart_between_intent_and_apply_applies_exactly_once(
     control_plane: Any, namespace: str, operator: Any
 ) -> None:
     """A decision recorded as pending but not on the target is applied once; one found on the
-    target is only confirmed (as after an operator crash between the two writes)."""
+    target is only confirmed (as after an operator crash between the two writes); one whose target
+    someone else changed meanwhile is abandoned, and their change kept."""
     apply(
         control_plane,
         namespace,
         deployment("crash", replicas=4, cpu="1", memory="256Mi", rps=40, cpu_per_request=0.01),
         deployment("done", replicas=4, cpu="1", memory="256Mi", rps=40, cpu_per_request=0.01),
+        deployment("moved", replicas=4, cpu="1", memory="256Mi", rps=40, cpu_per_request=0.01),
         loop("crash", mode="Recommend", suspend=True),
         loop("done", mode="Recommend", suspend=True),
+        loop("moved", mode="Recommend", suspend=True),
     )
-    for name in ("crash", "done"):
+    for name in ("crash", "done", "moved"):
         opp.wait_until(
             lambda n=name: status(control_plane, namespace, n).get("phase") == "Suspended",
             timeout=60,
@@ -282,8 +294,9 @@ def test_restart_between_intent_and_apply_applies_exactly_once(
         "-n", namespace, "annotate", "deployment", "done", "autoloop.x0tta6bl4.io/decision=done-000042"
     )
     done_generation = opp.get_json(control_plane, namespace, "deployment/done")["metadata"]["generation"]
+    control_plane.kubectl("-n", namespace, "scale", "deployment", "moved", "--replicas=5")
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    for name in ("crash", "done"):
+    for name in ("crash", "done", "moved"):
         decision = {
             "id": f"{name}-000042",
             "time": now,
@@ -311,11 +324,12 @@ def test_restart_between_intent_and_apply_applies_exactly_once(
         timeout=60,
         what="crash resolved",
     )
-    opp.wait_until(
-        lambda: status(control_plane, namespace, "done").get("pendingDecision") is None,
-        timeout=60,
-        what="done resolved",
-    )
+    for name in ("done", "moved"):
+        opp.wait_until(
+            lambda n=name: status(control_plane, namespace, n).get("pendingDecision") is None,
+            timeout=60,
+            what=f"{name} resolved",
+        )
     assert replicas_and_cpu(control_plane, namespace, "crash") == (3, "750m")
     crash = opp.get_json(control_plane, namespace, "deployment/crash")
     assert crash["metadata"]["annotations"]["autoloop.x0tta6bl4.io/decision"] == "crash-000042"
@@ -327,3 +341,39 @@ def test_restart_between_intent_and_apply_applies_exactly_once(
     assert (
         opp.get_json(control_plane, namespace, "deployment/done")["metadata"]["generation"] == done_generation
     )
+    # The decision was made from 4 replicas; someone scaled to 5 since: theirs stands.
+    assert replicas_and_cpu(control_plane, namespace, "moved") == (5, "1")
+    reasons = event_reasons(control_plane, namespace, "moved")
+    assert "Abandoned" in reasons, reasons
+
+
+def test_patch_on_a_changed_target_is_refused_with_409(control_plane: Any, namespace: str) -> None:
+    """Workload patches carry the resourceVersion the decision was made from. The apiserver
+    answers 409 to a stale one; when the replicas/resources changed since, that is a Conflict
+    (the pass drops it and decides again); when only something else moved, it is retried."""
+    from autoloop.api.common import TargetRef
+    from autoloop.api.optimizationloop import Settings
+    from autoloop.operator import kube
+    from autoloop.operator.optimizationloop import patch_target, workload_patch
+
+    apply(
+        control_plane,
+        namespace,
+        deployment("raced", replicas=4, cpu="1", memory="256Mi", rps=40, cpu_per_request=0.01),
+    )
+    clients = kube.Clients.connect(str(control_plane.kubeconfig))
+    ref = TargetRef(kind="Deployment", name="raced")
+    seen = kube.read_workload(clients, namespace, ref, None)
+    control_plane.kubectl("-n", namespace, "scale", "deployment", "raced", "--replicas=6")
+    # The raw patch with the stale resourceVersion: the apiserver itself refuses it.
+    raw = workload_patch(seen, Settings(replicas=2), decision_id="raced-000001", owner=f"{namespace}/x")
+    with pytest.raises(kube.Conflict):
+        kube.patch_workload(clients, namespace, ref, raw)
+    with pytest.raises(kube.Conflict, match="changed to"):
+        patch_target(clients, seen, Settings(replicas=2), decision_id="raced-000001", owner=f"{namespace}/x")
+    assert replicas_and_cpu(control_plane, namespace, "raced") == (6, "1")
+    # Only an annotation moved since the read: the 409 is retried and the change lands.
+    fresh = kube.read_workload(clients, namespace, ref, None)
+    control_plane.kubectl("-n", namespace, "annotate", "deployment", "raced", "team=payments")
+    patch_target(clients, fresh, Settings(replicas=2), decision_id="raced-000002", owner=f"{namespace}/x")
+    assert replicas_and_cpu(control_plane, namespace, "raced") == (2, "1")

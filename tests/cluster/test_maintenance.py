@@ -36,6 +36,7 @@ HISTORY_STEP_SECONDS = 300.0
 SCRAPE_INTERVAL = "2s"
 JOB = "node-exporter-sim"
 TEST_LABEL = "autoloop-maintenance-test"
+FORCE_RBAC = Path(__file__).resolve().parents[2] / "manifests" / "optional" / "force-drain-rbac.yaml"
 
 
 @dataclass
@@ -571,3 +572,139 @@ def test_operator_killed_mid_drain_resumes_without_draining_a_done_node_again(
     finally:
         second.stop()
         sys.stderr.write("---- operator log (tail) ----\n" + second.log()[-6000:] + "\n")
+
+
+def test_external_agent_readiness_annotation_gates_the_uncordon(
+    control_plane: Any, namespace: str, operator: opp.OperatorProcess
+) -> None:
+    """The declared action is an annotation for an external agent (say, a firmware updater); the
+    node stays cordoned in Acting until the agent sets the readiness annotation."""
+    cp, node, owner = control_plane, "kwok-node-0", f"{namespace}/plan"
+    ready_key = "example.com/firmware-done"
+    cp.kubectl("annotate", "node", node, f"{ready_key}-", check=False)
+    apply_plan(
+        cp,
+        namespace,
+        "plan",
+        {
+            "nodes": [node],
+            "mode": "Auto",
+            "actions": {"annotate": {"example.com/firmware": "v2"}, "readyAnnotation": ready_key},
+        },
+    )
+    opp.wait_until(
+        lambda: progress(cp, namespace, "plan").get(node, {}).get("step") == "Acting",
+        timeout=60,
+        what=f"{node} Acting",
+    )
+    opp.wait_until(
+        lambda: (
+            (cp.kubectl_json("get", "node", node)["metadata"].get("annotations") or {}).get(
+                "example.com/firmware"
+            )
+            == "v2"
+        ),
+        timeout=30,
+        what="the agent's annotation on the node",
+    )
+    time.sleep(6)  # three passes: without the agent's answer nothing moves on
+    assert progress(cp, namespace, "plan")[node]["step"] == "Acting"
+    assert cordoned_by_us(cp, owner) == {node}
+    cp.kubectl("annotate", "node", node, f"{ready_key}=true")  # the agent is done
+    opp.wait_until(
+        lambda: progress(cp, namespace, "plan").get(node, {}).get("step") == "Done",
+        timeout=60,
+        what=f"{node} Done after the readiness annotation",
+    )
+    assert not cordoned_by_us(cp, owner)
+    delete_plan(cp, namespace, "plan")
+    cp.kubectl(
+        "annotate",
+        "node",
+        node,
+        "example.com/firmware-",
+        f"{ready_key}-",
+        f"{GROUP}/maintenance-",
+        check=False,
+    )
+
+
+def test_pdb_blocking_the_drain_skips_the_node_and_force_needs_its_rbac(
+    control_plane: Any, namespace: str, operator: opp.OperatorProcess
+) -> None:
+    """Two pods pinned to the node behind minAvailable 1: the first eviction passes, the second is
+    refused for good (its replacement cannot schedule on the cordoned node), so after the drain
+    timeout the node is Skipped and uncordoned. A PDB that allows nothing keeps the node out of
+    the plan (Scheduled=False) unless `force: true`; then the pod is deleted after the timeout, but
+    only with the optional force-drain RBAC (the shipped RBAC refuses: Failed)."""
+    cp, node, owner = control_plane, "kwok-node-1", f"{namespace}/plan"
+    quick = {"timeout": "4s", "retryInterval": "1s"}
+
+    def finished(name: str, step: str) -> dict[str, Any]:
+        seen: list[str] = []
+
+        def reached() -> dict[str, Any] | None:
+            e = progress(cp, namespace, name).get(node)
+            if e and (not seen or seen[-1] != e["step"]):
+                seen.append(e["step"])
+            return e if e and e["step"] == step else None
+
+        try:
+            return opp.wait_until(reached, timeout=60, what=f"{name}: {node} {step}")
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}; steps seen {seen}; status {plan_status(cp, namespace, name)}"
+            ) from None
+
+    deployment(cp, namespace, "web", replicas=2, node=node)
+    wait_ready(cp, namespace, "web", 2)
+    pdb(cp, namespace, "web", app="web", min_available=1)
+    apply_plan(cp, namespace, "plain", {"nodes": [node], "mode": "Auto", "drain": dict(quick)})
+    entry = finished("plain", "Skipped")
+    assert "drain timed out" in entry["message"] and "web" in entry["message"], entry
+    assert entry["evicted"] == 1, entry
+    opp.wait_until(lambda: not cordoned_by_us(cp, f"{namespace}/plain"), timeout=30, what="uncordoned")
+    delete_plan(cp, namespace, "plain")
+    cp.kubectl("-n", namespace, "delete", "deployment", "web", "--wait=false")
+    cp.kubectl("-n", namespace, "delete", "pdb", "web")
+
+    deployment(cp, namespace, "db", replicas=1, node=node)
+    (pod,) = wait_ready(cp, namespace, "db", 1)
+    pdb(cp, namespace, "db", app="db", min_available=1)
+    apply_plan(cp, namespace, "never", {"nodes": [node], "mode": "Auto", "drain": dict(quick)})
+    refused = opp.wait_until(
+        lambda: (c := condition(cp, namespace, "never", "Scheduled")) and c["status"] == "False" and c,
+        timeout=30,
+        what="Scheduled=False for a PDB that allows nothing",
+    )
+    assert f"PDB {namespace}/db allows no disruption" in refused["message"], refused
+    assert not cordoned_by_us(cp, f"{namespace}/never")
+    delete_plan(cp, namespace, "never")
+
+    apply_plan(cp, namespace, "plan", {"nodes": [node], "mode": "Auto", "force": True, "drain": dict(quick)})
+    entry = finished("plan", "Failed")
+    assert "force delete refused (403" in entry["message"], entry
+    assert [p["metadata"]["name"] for p in ready_pods(cp, namespace, "db")] == [pod["metadata"]["name"]]
+    opp.wait_until(lambda: not cordoned_by_us(cp, owner), timeout=30, what="uncordoned after Failed")
+    delete_plan(cp, namespace, "plan")
+
+    cp.kubectl("apply", "-f", str(FORCE_RBAC))
+    try:
+        apply_plan(
+            cp, namespace, "forced", {"nodes": [node], "mode": "Auto", "force": True, "drain": dict(quick)}
+        )
+        finished("forced", "Done")
+        forced = [e for e in events(cp, namespace) if e.startswith("ForceDeleted")]
+        assert forced and pod["metadata"]["name"] in forced[0], forced
+        opp.wait_until(
+            lambda: (
+                pod["metadata"]["name"]
+                not in {p["metadata"]["name"] for p in ready_pods(cp, namespace, "db")}
+            ),
+            timeout=30,
+            what="the PDB-protected pod deleted",
+        )
+        assert not cordoned_by_us(cp, f"{namespace}/forced")
+    finally:
+        cp.kubectl("delete", "-f", str(FORCE_RBAC), check=False)
+        delete_plan(cp, namespace, "forced")

@@ -63,6 +63,28 @@ def test_node_capacity(capacity: Capacity, want: list[tuple[str, float, float]])
     assert [(n.name, round(n.cpu_cores, 6), round(n.memory_gib, 6)) for n in got] == want
 
 
+def test_unmanaged_pods_take_their_share_of_each_node() -> None:
+    pods = [
+        # Managed: ns/web's own pods are what the allocation moves, so they do not count.
+        kube.PodRequests("ns", "web-1", "a", {"app": "web", "pod": "x"}, 2.0, 4 * GIB),
+        # Same labels in another namespace: not ours.
+        kube.PodRequests("other", "web-1", "a", {"app": "web"}, 1.0, 2 * GIB),
+        kube.PodRequests("kube-system", "dns", "b", {"k8s-app": "dns"}, 0.5, 1 * GIB),
+        kube.PodRequests("ns", "batch", "b", {"app": "batch"}, 5.0, 1 * GIB),
+    ]
+    used = ra.requests_of_others(pods, "ns", [workload(3, 1.0, GIB)])
+    assert used == {"a": (1.0, 2 * GIB), "b": (5.5, 2 * GIB)}
+    got = ra.node_capacity([node("a", 16, 64), node("b", 4, 8)], Capacity(reserve_percent=10), used)
+    # a: 14.4 - 1 = 13.4 cores, 57.6 - 2 = 55.6 GiB; b: 3.6 - 5.5 < 0 → 0 cores, 7.2 - 2 = 5.2 GiB.
+    assert [(n.name, round(n.cpu_cores, 6), round(n.memory_gib, 6)) for n in got] == [
+        ("a", 13.4, 55.6),
+        ("b", 0.0, 5.2),
+    ]
+    # A total override is the pool given to these workloads: not reduced again.
+    override = ra.node_capacity([node("a", 16, 64), node("b", 4, 8)], Capacity(cpu="10"), used)
+    assert [round(n.cpu_cores, 6) for n in override] == [8.0, 2.0]
+
+
 @pytest.mark.parametrize(
     ("horizon", "history", "sample", "want"),
     [
