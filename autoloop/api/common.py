@@ -96,6 +96,11 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_time(text: str) -> datetime:
+    """The inverse of `rfc3339` (also accepts offsets)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 class ApiModel(BaseModel):
     """Base of every API model: camelCase on the wire, snake_case in Python."""
 

@@ -64,14 +64,18 @@ def builtin_query(metric: str, *, namespace: str, workload: str, window: str = "
     raise ValueError(f"no built-in query for metric {metric!r}")
 
 
-def usage_query(resource: str, *, namespace: str, workload: str, window: str = "2m") -> str:
-    """Per-pod average usage of a workload: cores for cpu, bytes for memory."""
+def usage_query(
+    resource: str, *, namespace: str, workload: str, window: str = "2m", aggregate: str = "avg"
+) -> str:
+    """Per-pod usage of a workload, `avg` or `max` over its pods: cores for cpu, bytes for memory."""
+    if aggregate not in ("avg", "max"):
+        raise ValueError(f"unknown aggregate {aggregate!r}")
     ns = escape_label_value(namespace)
     sel = f'namespace="{ns}",pod=~"{pod_regex(workload)}",container!="",container!="POD"'
     if resource == "cpu":
-        return f"avg(sum by (pod) (rate(container_cpu_usage_seconds_total{{{sel}}}[{window}])))"
+        return f"{aggregate}(sum by (pod) (rate(container_cpu_usage_seconds_total{{{sel}}}[{window}])))"
     if resource == "memory":
-        return f"avg(sum by (pod) (container_memory_working_set_bytes{{{sel}}}))"
+        return f"{aggregate}(sum by (pod) (container_memory_working_set_bytes{{{sel}}}))"
     raise ValueError(f"unknown resource {resource!r}")
 
 

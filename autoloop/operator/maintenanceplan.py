@@ -25,7 +25,7 @@ import kopf
 import numpy as np
 from kubernetes.client.exceptions import ApiException
 
-from autoloop.api.common import GROUP, VERSION, Mode, parse_duration, rfc3339
+from autoloop.api.common import GROUP, VERSION, Mode, parse_duration, parse_time, rfc3339
 from autoloop.api.maintenanceplan import (
     Actions,
     MaintenancePlan,
@@ -188,10 +188,6 @@ def resting(progress: list[NodeProgress], *, cooldown: timedelta, now: datetime)
         if e.step in TERMINAL_STEPS and e.updated_at and now - parse_time(e.updated_at) < cooldown
     }
     return recent | {e.node for e in active(progress)}
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def blocker_queries(plan: MaintenancePlan, namespace: str) -> list[str]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Final
 
 import kopf
+import numpy as np
 from pydantic import ValidationError
 
 from autoloop.api.common import (
@@ -19,6 +21,7 @@ from autoloop.api.common import (
     format_memory,
     parse_duration,
     parse_quantity,
+    parse_time,
     rfc3339,
 )
 from autoloop.api.optimizationloop import (
@@ -28,11 +31,11 @@ from autoloop.api.optimizationloop import (
     Recommendation,
     Settings,
 )
-from autoloop.engines import anomaly, rca, safety
+from autoloop.engines import anomaly, rca, safety, usage_loop
 from autoloop.engines import loop as engine
-from autoloop.metrics.queries import QueryRefused, builtin_query, scope_query
+from autoloop.metrics.queries import QueryRefused, builtin_query, scope_query, usage_query
 from autoloop.metrics.services import fetch_service_series
-from autoloop.metrics.source import MetricSource, MetricsUnavailable
+from autoloop.metrics.source import MetricSource, MetricsUnavailable, Series
 from autoloop.metrics.workload import SignalQueries, fetch_windows
 from autoloop.operator import kube, telemetry, wiring
 from autoloop.operator.refits import BackgroundRefits
@@ -327,7 +330,7 @@ def resolve_pending(p: LoopPass, clients: kube.Clients, workload: kube.Workload)
         p.status.pending_decision = None
         p.event("Normal", "Confirmed", f"decision {pending} found applied on the target after a restart")
         return
-    recorded_at = datetime.fromisoformat(decision.time.replace("Z", "+00:00")) if decision else None
+    recorded_at = parse_time(decision.time) if decision else None
     if decision is None or recorded_at is None or p.now - recorded_at > REAPPLY_WITHIN:
         p.status.pending_decision = None
         p.event(
@@ -442,6 +445,103 @@ def run_strategic_refit(
     return state
 
 
+USAGE_HISTORY: Final = timedelta(days=7)
+USAGE_STEP_SECONDS: Final = 60.0
+YOUNG_HISTORY_SAMPLES: Final = 600
+"""Below this many one-minute samples the history is fetched again at a finer step (>= 1 s)."""
+APPLIED_ACTIONS: Final = frozenset({"Applied", "RolledBack", "Approved"})
+
+
+def is_usage_loop(loop: OptimizationLoop) -> bool:
+    """A loop with no latency or error objective has no SLO to judge by: it is rightsized from usage."""
+    return not any(
+        o.metric in (*LATENCY_METRICS, BuiltinMetric.ERROR_RATIO) or o.name in ("latency", "errors")
+        for o in loop.spec.objectives
+    )
+
+
+def fetch_usage(
+    source: MetricSource, loop: OptimizationLoop, namespace: str, end: float
+) -> dict[str, Series]:
+    """Per-pod CPU (mean over pods) and memory (largest pod) over up to 7 days; a young workload's
+    short history is fetched again at a finer step so the recommender has samples to work on."""
+    name = loop.spec.target_ref.name
+    wanted = {
+        "cpu": usage_query("cpu", namespace=namespace, workload=name, window="2m"),
+        "memory": usage_query("memory", namespace=namespace, workload=name, aggregate="max"),
+    }
+    out: dict[str, Series] = {}
+    for key, query in wanted.items():
+        start = end - USAGE_HISTORY.total_seconds()
+        series = source.range(query, start=start, end=end, step=USAGE_STEP_SECONDS)
+        if len(series) < YOUNG_HISTORY_SAMPLES:
+            first = float(series.timestamps[0]) if len(series) else end - 3600.0
+            step = max((end - first) / YOUNG_HISTORY_SAMPLES, 1.0)
+            series = source.range(query, start=first, end=end, step=step)
+        out[key] = series
+    return out
+
+
+def oom_times(source: MetricSource, loop: OptimizationLoop, namespace: str, end: float) -> list[float]:
+    """When OOM kills happened over the usage history (one timestamp per kill, 5-minute resolution)."""
+    query = SignalQueries.builtin(
+        namespace=namespace, workload=loop.spec.target_ref.name, rate_window="5m"
+    ).oom_kills
+    try:
+        series = source.range(query, start=end - USAGE_HISTORY.total_seconds(), end=end, step=300.0)
+    except MetricsUnavailable:
+        return []  # no OOM counters in this cluster: none seen
+    times: list[float] = []
+    for t, v in zip(series.timestamps, series.values, strict=True):
+        if math.isfinite(float(v)) and v >= 0.5:
+            times.extend([float(t)] * round(float(v)))
+    return times
+
+
+def usage_decision(
+    p: LoopPass,
+    clients: kube.Clients,
+    source: MetricSource,
+    workload: kube.Workload,
+    config: engine.LoopConfig,
+    anomaly_active: bool,
+) -> engine.Decision | None:
+    """The usage loop's decision for this pass; None (and a waiting condition) without metrics."""
+    end = p.now.timestamp()
+    try:
+        usage = fetch_usage(source, p.resource, p.namespace, end)
+    except MetricsUnavailable as exc:
+        p.condition("MetricsAvailable", "False", exc.reason, exc.message, event="Warning")
+        p.waiting("MetricsUnavailable", f"no action until the usage metrics are back: {exc.message}")
+        return None
+    cpu, memory = usage["cpu"], usage["memory"]
+    times = np.union1d(cpu.timestamps, memory.timestamps)
+    changes = [
+        parse_time(d.time).timestamp()
+        for d in p.status.decisions
+        if d.action in APPLIED_ACTIONS and p.now - parse_time(d.time) <= timedelta(hours=1)
+    ]
+    last = parse_time(p.status.last_change_time).timestamp() if p.status.last_change_time else None
+    allowed = kube.pdb_disruptions_allowed(clients, p.namespace, workload.selector)
+    observation = usage_loop.UsageObservation(
+        settings=engine_settings(workload),
+        timestamps=[float(t) for t in times],
+        cpu_per_pod=[
+            float(x) for x in np.interp(times, cpu.timestamps, cpu.values, left=np.nan, right=np.nan)
+        ],
+        memory_per_pod=[
+            float(x) for x in np.interp(times, memory.timestamps, memory.values, left=np.nan, right=np.nan)
+        ],
+        oom_times=oom_times(source, p.resource, p.namespace, end),
+        last_change_at=last,
+        recent_change_times=tuple(changes),
+        anomaly_active=anomaly_active,
+        pdb=safety.PdbStatus(present=allowed is not None, disruptions_allowed=allowed or 0),
+    )
+    decision_id = f"{p.resource.spec.target_ref.name}-u{int(end)}"
+    return usage_loop.usage_step(config, observation, end, decision_id)
+
+
 def decide(
     p: LoopPass,
     clients: kube.Clients,
@@ -452,6 +552,14 @@ def decide(
     """Run one engine step over the interval's windows and act on its decision."""
     loop = p.resource
     config = engine_config(loop, p.namespace).model_copy(update={"inline_refit": False})
+    if is_usage_loop(loop):
+        with telemetry.timed_step(KIND, "detect_anomalies"):
+            anomaly_active = detect_anomalies(p, source)
+        with telemetry.timed_step(KIND, "decide"):
+            found = usage_decision(p, clients, source, workload, config, anomaly_active)
+        if found is not None:
+            act_on(p, clients, workload, found)
+        return
     interval = parse_duration(loop.spec.interval).total_seconds()
     with telemetry.timed_step(KIND, "fetch_windows"):
         try:
@@ -493,7 +601,12 @@ def decide(
         measured = next((e.explanation.measured for e in state.decisions if e.id == recorded.id), None)
         if measured:
             recorded.measured = {k: round(v, 6) for k, v in measured.items()}
+    act_on(p, clients, workload, d)
 
+
+def act_on(p: LoopPass, clients: kube.Clients, workload: kube.Workload, d: engine.Decision) -> None:
+    """Report, record, apply or recommend one decision, the same way for every kind of loop."""
+    loop = p.resource
     if d.action in ("none", "hold"):
         p.condition("SafetyBlocked", "False", "NothingBlocked", "no proposal was refused")
         p.status.message = d.explanation.proposed[:300]

@@ -377,3 +377,44 @@ def test_patch_on_a_changed_target_is_refused_with_409(control_plane: Any, names
     control_plane.kubectl("-n", namespace, "annotate", "deployment", "raced", "team=payments")
     patch_target(clients, fresh, Settings(replicas=2), decision_id="raced-000002", owner=f"{namespace}/x")
     assert replicas_and_cpu(control_plane, namespace, "raced") == (2, "1")
+
+
+def test_loop_without_slo_signals_rightsizes_requests_from_usage(
+    control_plane: Any, namespace: str, operator: Any
+) -> None:
+    """No latency or error objective: the loop sizes CPU and memory requests from usage with the
+    rightsizing recommender (the code bench/rightsizing replays), through the safety validator,
+    and leaves replicas alone. 10 rps × 0.01 core-s over 3 pods ≈ 0.03 core and ~100 MiB per pod
+    against requests of 2 cores and 1 GiB."""
+    apply(
+        control_plane,
+        namespace,
+        deployment("worker", replicas=3, cpu="2", memory="1Gi", rps=10, cpu_per_request=0.01),
+        loop(
+            "worker",
+            mode="Auto",
+            objectives=[{"name": "cost", "metric": "Cost", "weight": 1}],
+            knobs={"cpu": {"min": "50m", "max": "2"}, "memory": {"min": "64Mi", "max": "2Gi"}},
+            # A young workload: the recommender's confidence grows with days of history.
+            safety={**FAST_SAFETY, "minConfidence": 0},
+        ),
+    )
+
+    def shrunk() -> dict[str, Any] | None:
+        s = status(control_plane, namespace, "worker")
+        applied = [d for d in s.get("decisions", []) if d["action"] == "Applied"]
+        return s if len(applied) >= 2 else None
+
+    s = opp.wait_until(shrunk, timeout=180, interval=2, what="two usage-driven changes applied")
+    first = next(d for d in s["decisions"] if d["action"] == "Applied")
+    assert "rightsize from usage" in first["explanation"], first
+    assert {v["rule"] for v in first["verdicts"]} >= {"ownership", "bounds", "maxStep", "pdbHeadroom"}
+    assert all(v["passed"] for v in first["verdicts"])
+    dep = opp.get_json(control_plane, namespace, "deployment/worker")
+    requests = dep["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+    from autoloop.api.common import parse_quantity
+
+    assert dep["spec"]["replicas"] == 3  # replicas are not the usage loop's to change
+    assert parse_quantity(requests["cpu"]) <= 1.0  # two steps of at most 50 % from 2 cores
+    assert parse_quantity(requests["memory"]) <= 512 * 2**20
+    assert dep["metadata"]["annotations"]["autoloop.x0tta6bl4.io/decision"].startswith("worker-u")
