@@ -41,6 +41,7 @@ class Clients:
     apps: client.AppsV1Api
     policy: client.PolicyV1Api
     custom: client.CustomObjectsApi
+    autoscaling: client.AutoscalingV2Api
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None) -> Clients:
@@ -59,6 +60,7 @@ class Clients:
             apps=client.AppsV1Api(api),
             policy=client.PolicyV1Api(api),
             custom=client.CustomObjectsApi(api),
+            autoscaling=client.AutoscalingV2Api(api),
         )
 
 
@@ -139,6 +141,19 @@ def read_workload(clients: Clients, namespace: str, ref: TargetRef, container: s
     )
 
 
+def manager_id(kind: str, namespace: str, name: str) -> str:
+    """The value of the managed-by annotation autoloop writes on the workloads it changes."""
+    return f"{kind}/{namespace}/{name}"
+
+
+def managed_elsewhere(workload: Workload, kind: str, namespace: str, name: str) -> str | None:
+    """Who else manages this workload (the managed-by annotation), or None if nobody or we do.
+    Two controllers changing one Deployment fight; the first one that changed it keeps it."""
+    claimed = workload.annotations.get(MANAGED_BY_ANNOTATION)
+    ours = (manager_id(kind, namespace, name), f"{namespace}/{name}")  # the second: before v0.2
+    return claimed if claimed and claimed not in ours else None
+
+
 def build_workload_patch(
     *,
     container: str,
@@ -178,6 +193,30 @@ def patch_workload(clients: Clients, namespace: str, ref: TargetRef, patch: dict
         if exc.status == 404:
             raise TargetNotFound(f"{ref.kind} {namespace}/{ref.name} not found") from exc
         raise
+
+
+@dataclass(frozen=True)
+class Autoscaler:
+    """A HorizontalPodAutoscaler that scales a workload, and the resources it scales on."""
+
+    name: str
+    resources: frozenset[str]
+    """cpu / memory when it targets their utilisation (which our request changes would shift)."""
+
+
+def autoscalers(clients: Clients, namespace: str) -> dict[tuple[str, str], Autoscaler]:
+    """(kind, name) of each workload an HPA (autoscaling/v2) scales in the namespace -> that HPA."""
+    found: dict[tuple[str, str], Autoscaler] = {}
+    hpa: Any
+    for hpa in clients.autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace).items:
+        ref = hpa.spec.scale_target_ref
+        resources: set[str] = set() if hpa.spec.metrics else {"cpu"}  # v2 default: 80 % CPU
+        for metric in hpa.spec.metrics or []:
+            source = metric.resource or metric.container_resource
+            if source is not None:
+                resources.add(str(source.name))
+        found[(str(ref.kind), str(ref.name))] = Autoscaler(str(hpa.metadata.name), frozenset(resources))
+    return found
 
 
 def pdb_disruptions_allowed(clients: Clients, namespace: str, pod_labels: dict[str, str]) -> int | None:

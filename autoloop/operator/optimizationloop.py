@@ -298,7 +298,8 @@ def apply_decision(p: LoopPass, clients: kube.Clients, workload: kube.Workload, 
         },
     )
     proposed = Settings.model_validate(decision.proposed)
-    patch_target(clients, workload, proposed, decision_id=decision.id, owner=f"{p.namespace}/{p.name}")
+    owner = kube.manager_id(KIND, p.namespace, p.name)
+    patch_target(clients, workload, proposed, decision_id=decision.id, owner=owner)
     p.status.pending_decision = None
     p.status.last_change_time = rfc3339(p.now)
 
@@ -542,6 +543,30 @@ def usage_decision(
     return usage_loop.usage_step(config, observation, end, decision_id)
 
 
+def leave_to_autoscaler(
+    p: LoopPass, clients: kube.Clients, workload: kube.Workload, config: engine.LoopConfig
+) -> engine.LoopConfig:
+    """An HPA on the target owns its replicas, and the requests its utilisation targets are
+    relative to (as VPA's docs warn): those knobs are pinned at their current values."""
+    hpa = kube.autoscalers(clients, p.namespace).get((workload.kind, workload.name))
+    if hpa is None:
+        p.condition("AutoscalerPresent", "False", "None", "no HorizontalPodAutoscaler scales the target")
+        return config
+    pinned = ["replicas", *(f"{r}_request" for r in sorted(hpa.resources))]
+    current = engine_settings(workload)
+    bounds = dict(config.bounds)
+    held = [k for k in pinned if k in bounds and k in current]
+    for knob in held:
+        bounds[knob] = (current[knob], current[knob])
+    message = (
+        f"HorizontalPodAutoscaler {hpa.name} scales {workload.name}"
+        + (f" on {', '.join(sorted(hpa.resources))}" if hpa.resources else "")
+        + f": {', '.join(held) or 'nothing declared'} left to it"
+    )
+    p.condition("AutoscalerPresent", "True", "KnobsPinned", message, event="Warning")
+    return config.model_copy(update={"bounds": bounds})
+
+
 def decide(
     p: LoopPass,
     clients: kube.Clients,
@@ -552,6 +577,7 @@ def decide(
     """Run one engine step over the interval's windows and act on its decision."""
     loop = p.resource
     config = engine_config(loop, p.namespace).model_copy(update={"inline_refit": False})
+    config = leave_to_autoscaler(p, clients, workload, config)
     if is_usage_loop(loop):
         with telemetry.timed_step(KIND, "detect_anomalies"):
             anomaly_active = detect_anomalies(p, source)
@@ -666,6 +692,15 @@ def run_pass(p: LoopPass, memo: kopf.Memo) -> None:
             p.waiting("TargetNotFound", str(exc))
             return
     p.condition("TargetFound", "True", "Found", f"{workload.kind} {workload.name} found")
+    other = kube.managed_elsewhere(workload, KIND, p.namespace, p.name)
+    if other is not None:
+        message = (
+            f"{workload.kind} {workload.name} is managed by {other} (annotation "
+            f"{kube.MANAGED_BY_ANNOTATION}); this loop leaves it alone until that annotation is removed"
+        )
+        p.condition("Ready", "False", "ManagedElsewhere", message, event="Warning")
+        p.waiting("ManagedElsewhere", message)
+        return
     try:
         resolve_pending(p, clients, workload)
         if approve_recommendation(p, clients, workload):

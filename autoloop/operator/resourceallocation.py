@@ -400,14 +400,34 @@ def discover_workloads(p: AllocPass, clients: kube.Clients) -> list[kube.Workloa
                 refs.append(TargetRef(name=name))
     found: list[kube.Workload] = []
     missing: list[str] = []
+    elsewhere: list[str] = []
+    scaled = kube.autoscalers(clients, p.namespace) if refs else {}
     for ref in refs:
         try:
-            found.append(kube.read_workload(clients, p.namespace, ref))
+            w = kube.read_workload(clients, p.namespace, ref)
         except kube.TargetNotFound:
             missing.append(ref.name)
+            continue
+        other = kube.managed_elsewhere(w, KIND, p.namespace, p.name)
+        hpa = scaled.get((w.kind, w.name))
+        if other is None and hpa is not None:
+            other = f"HorizontalPodAutoscaler {hpa.name}"
+        if other is None:
+            found.append(w)
+        else:
+            elsewhere.append(f"{w.name} (managed by {other})")
     if missing:
         p.condition(
             "WorkloadsFound", "False", "WorkloadMissing", f"not found: {', '.join(missing)}", event="Warning"
+        )
+    elif elsewhere:
+        p.condition(
+            "WorkloadsFound",
+            "True",
+            "SomeManagedElsewhere",
+            f"{len(found)} workloads; left alone (their requests count as used capacity): "
+            + ", ".join(elsewhere),
+            event="Warning",
         )
     elif not found:
         p.condition("WorkloadsFound", "False", "NoWorkloads", "no workload matches", event="Warning")
@@ -648,7 +668,8 @@ def act(
                 name=p.name,
                 status={"decisions": [x.wire() for x in p.status.decisions]},
             )
-            patch_target(clients, w, proposed, decision_id=decision.id, owner=f"{p.namespace}/{p.name}")
+            owner = kube.manager_id(KIND, p.namespace, p.name)
+            patch_target(clients, w, proposed, decision_id=decision.id, owner=owner)
             changed += 1
             p.event(
                 "Normal", "Applied", f"{decision.id}: {proposed.wire()} towards {knob_settings(goal).wire()}"

@@ -418,3 +418,73 @@ def test_loop_without_slo_signals_rightsizes_requests_from_usage(
     assert parse_quantity(requests["cpu"]) <= 1.0  # two steps of at most 50 % from 2 cores
     assert parse_quantity(requests["memory"]) <= 512 * 2**20
     assert dep["metadata"]["annotations"]["autoloop.x0tta6bl4.io/decision"].startswith("worker-u")
+
+
+def test_a_workload_managed_by_another_controller_is_left_alone(
+    control_plane: Any, namespace: str, operator: Any
+) -> None:
+    """Two controllers changing one Deployment fight: a target whose managed-by annotation names
+    someone else (here a ResourceAllocation) is observed by nobody else and never patched."""
+    dep = deployment("taken", replicas=6, cpu="1", memory="256Mi", rps=40, cpu_per_request=0.01)
+    dep["metadata"]["annotations"]["autoloop.x0tta6bl4.io/managed-by"] = (
+        f"ResourceAllocation/{namespace}/shop"
+    )
+    apply(control_plane, namespace, dep, loop("taken", mode="Auto"))
+    generation = opp.get_json(control_plane, namespace, "deployment/taken")["metadata"]["generation"]
+
+    def refused() -> dict[str, Any] | None:
+        s = status(control_plane, namespace, "taken")
+        c = opp.condition({"status": s}, "Ready")
+        return c if c and c["reason"] == "ManagedElsewhere" else None
+
+    ready = opp.wait_until(refused, timeout=60, interval=1, what="Ready=False ManagedElsewhere")
+    assert ready["status"] == "False" and f"ResourceAllocation/{namespace}/shop" in ready["message"]
+    assert "ManagedElsewhere" in event_reasons(control_plane, namespace, "taken")
+    time.sleep(10)  # two more passes
+    assert opp.get_json(control_plane, namespace, "deployment/taken")["metadata"]["generation"] == generation
+    assert not [
+        d for d in status(control_plane, namespace, "taken").get("decisions", []) if d["action"] == "Applied"
+    ]
+
+
+def test_replicas_and_the_requests_an_hpa_scales_on_are_left_to_it(
+    control_plane: Any, namespace: str, operator: Any
+) -> None:
+    """An HPA on CPU utilisation owns the replicas, and CPU requests are what its utilisation is
+    relative to: the loop pins both (the over-provisioned service would otherwise shrink)."""
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "scaled"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "scaled"},
+            "minReplicas": 1,
+            "maxReplicas": 10,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+                }
+            ],
+        },
+    }
+    apply(
+        control_plane,
+        namespace,
+        deployment("scaled", replicas=6, cpu="1", memory="256Mi", rps=80, cpu_per_request=0.01),
+        hpa,
+        loop("scaled", mode="Auto"),
+    )
+
+    def pinned() -> dict[str, Any] | None:
+        c = opp.condition({"status": status(control_plane, namespace, "scaled")}, "AutoscalerPresent")
+        return c if c and c["status"] == "True" else None
+
+    c = opp.wait_until(pinned, timeout=60, interval=1, what="AutoscalerPresent=True")
+    assert (
+        "HorizontalPodAutoscaler scaled" in c["message"]
+        and "replicas, cpu_request left to it" in c["message"]
+    )
+    time.sleep(20)  # several passes of a loop that would otherwise cut 6 × 1 core
+    assert replicas_and_cpu(control_plane, namespace, "scaled") == (6, "1")
+    assert "Applied" not in actions(control_plane, namespace, "scaled")

@@ -335,3 +335,13 @@ def test_fetch_history_other_failures_propagate() -> None:
     with pytest.raises(MetricsUnavailable) as exc:
         demand.fetch_history(source, "q", start=0, end=100)
     assert exc.value.reason == "PrometheusUnreachable"
+
+
+def test_managed_elsewhere_names_the_other_owner_only() -> None:
+    w = workload(3, 1.0, GIB)
+    assert kube.managed_elsewhere(w, "ResourceAllocation", "ns", "shop") is None  # nobody
+    for ours in ("ResourceAllocation/ns/shop", "ns/shop"):  # ours, current and pre-0.2 form
+        w.annotations[kube.MANAGED_BY_ANNOTATION] = ours
+        assert kube.managed_elsewhere(w, "ResourceAllocation", "ns", "shop") is None
+    w.annotations[kube.MANAGED_BY_ANNOTATION] = "OptimizationLoop/ns/shop"  # same name, other kind
+    assert kube.managed_elsewhere(w, "ResourceAllocation", "ns", "shop") == "OptimizationLoop/ns/shop"
