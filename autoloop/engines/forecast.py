@@ -10,16 +10,23 @@ How. The series is averaged into `step_seconds` bins. Candidates, simplest first
 * `last_value`: the last bin (naive);
 * `seasonal_naive_day` / `seasonal_naive_week`: the same time one day / one week earlier;
 * `seasonal_mean`: the mean of the same time over the last `SEASONAL_MEAN_DAYS` days;
+* long horizons only (>= `LONG_HORIZON_SECONDS`): `recent_median`, the median of the last day;
+  `seasonal_median`, a robust daily profile (median of the same time over the last `PROFILE_DAYS`
+  days); `profile_level`, that profile shifted by the median gap between the last day and its own
+  profile (a level step carries over);
 * `gbm`: scikit-learn histogram gradient boosting with quantile loss, one model per quantile,
   trained on (origin, step-ahead) pairs with lag, rolling-mean, seasonal-lag and time-of-day
   features, all divided by the recent level so one model serves every load level;
 * `ensemble`: the mean of `gbm` and the best simpler candidate.
 `fit` holds out the most recent origins (a rolling-origin backtest: the GBM there is trained only on
-data before them) and calibrates each candidate's quantiles on its held-out errors by split
-conformal prediction (conformalized quantile regression for the GBM), per step ahead, with errors
-in the input unit or divided by the level, whichever scores better. The simplest candidate within
-one standard error of the best mean pinball loss is kept (the one-standard-error rule); the GBM
-is then refit on all data, a simple method re-calibrated on its errors over the whole history.
+data before them) and calibrates each candidate's quantiles by split conformal prediction
+(conformalized quantile regression for the GBM), per step ahead, with errors in the input unit or
+divided by the level, whichever scores better. At short horizons every candidate is calibrated on
+its held-out errors; at long horizons the fixed rules are scored as they are deployed: offsets
+from their errors at every origin of the history, losses at the held-out origins. The fixed rules
+compete on score alone; a trained model must beat the best of them by more than one standard
+error (the one-standard-error rule). The GBM is then refit on all data, a fixed rule re-calibrated
+on its errors over the whole history.
 Daily and weekly seasonality is detected from the autocorrelation at those lags and reported.
 """
 
@@ -56,8 +63,11 @@ GBM_MIN_TRAIN_ORIGINS: Final[int] = 48
 # errors are seen across regimes, not one quiet afternoon), thinned to HOLDOUT_MAX_ORIGINS.
 HOLDOUT_FRACTION: Final[float] = 0.4
 HOLDOUT_MAX_ORIGINS: Final[int] = 300
-# A chosen simple method is re-calibrated on its errors over the whole history (no training needed).
+# A chosen simple method is re-calibrated on its errors over the whole history (no training needed),
+# at up to this many origins, and at most FULL_CALIBRATION_MAX_RESIDUALS (origin, step) errors: a
+# day at 5-minute steps has 288 steps, and neighbouring origins' errors are nearly the same anyway.
 FULL_CALIBRATION_MAX_ORIGINS: Final[int] = 2000
+FULL_CALIBRATION_MAX_RESIDUALS: Final[int] = 60_000
 # Calibration residuals of step h are pooled with those of steps h +- this fraction of the horizon.
 CALIBRATION_POOL_FRACTION: Final[float] = 0.1
 # Guards the level division for series that sit at zero: a fraction of the series' mean level.
@@ -65,17 +75,35 @@ LEVEL_FLOOR_FRACTION: Final[float] = 0.05
 MIN_POINTS: Final[int] = 3
 # Days averaged by the `seasonal_mean` candidate (same time of day on each of the last N days).
 SEASONAL_MEAN_DAYS: Final[int] = 3
+# Days in the robust daily profile of `seasonal_median` / `profile_level`: one week, so each weekday
+# counts once and a weekly dip moves the median no more than any other day. With fewer days of
+# history the median runs over the days there are.
+PROFILE_DAYS: Final[int] = 7
 # OpenMP threads per GBM fit. Fits are small and the operator runs many; on a busy 2-core machine
 # an OpenMP team made one 0.35 s fit take 14-25 s (spin-waiting threads competing for cores).
 GBM_THREADS: Final[int] = 1
 CANDIDATES: Final[tuple[str, ...]] = (
     "last_value",
+    "recent_median",
     "seasonal_naive_day",
     "seasonal_naive_week",
     "seasonal_mean",
+    "seasonal_median",
+    "profile_level",
     "gbm",
     "ensemble",
 )
+
+# Long horizons (at least this many seconds: a quarter of a day) switch on the daily-profile
+# candidates and score every fixed rule as it will be deployed (offsets from its errors over the
+# whole history, scored at the held-out origins). Below it the last observations carry most of the
+# information (the GBM sees them, and the daily lags too), extra candidates are only more chances
+# for a short holdout to pick a lucky loser, and the GBM is compared with the rules on one footing
+# (each calibrated on the holdout).
+LONG_HORIZON_SECONDS: Final[float] = 6 * 3600.0
+PROFILE_CANDIDATES: Final[frozenset[str]] = frozenset({"recent_median", "seasonal_median", "profile_level"})
+# Candidates with fitted parameters (the others are fixed rules).
+TRAINED: Final[frozenset[str]] = frozenset({"gbm", "ensemble"})
 
 
 @dataclass(frozen=True)
@@ -146,6 +174,42 @@ def _acf(z: np.ndarray, lag: int) -> float:
 def _seasonal_index(t: np.ndarray, h: np.ndarray, period: int, back: int = 0) -> np.ndarray:
     """Index of the latest observed step (<= t) at the same phase as t + h, `back` periods earlier."""
     return t + h - period * (np.ceil(h / period).astype(np.int64) + back)
+
+
+def _rolling_median(z: np.ndarray, window: int) -> np.ndarray:
+    """Median of the finite values of z over the last `window` steps up to each index (fewer at
+    the start); NaN where there is none."""
+    padded = np.concatenate([np.full(window - 1, np.nan), z])
+    views = np.lib.stride_tricks.sliding_window_view(padded, window)
+    out = np.full(len(z), np.nan)
+    full = np.isfinite(views).all(axis=1)
+    if full.any():
+        out[full] = np.median(views[full], axis=1)
+    for i in np.flatnonzero(~full):
+        row = views[i][np.isfinite(views[i])]
+        if len(row):
+            out[i] = np.median(row)
+    return out
+
+
+def _profile_values(z: np.ndarray, T: np.ndarray, Hh: np.ndarray, day: int) -> np.ndarray:
+    """Median of the same time of day as each target t + h over the last PROFILE_DAYS days before
+    origin t (the days there are); NaN where no day is behind it."""
+    idx = np.stack([_seasonal_index(T, Hh, day, back) for back in range(PROFILE_DAYS)])
+    vals = np.where(idx >= 0, z[np.maximum(idx, 0)], np.nan)
+    # Sorting puts NaN last; the median of the k finite values sits at (k - 1) / 2.
+    k = np.isfinite(vals).sum(axis=0)
+    vals = np.sort(vals, axis=0)
+    lo = np.maximum((k - 1) // 2, 0)
+    hi = np.maximum(k // 2, 0)
+    med = 0.5 * (np.take_along_axis(vals, lo[None], 0)[0] + np.take_along_axis(vals, hi[None], 0)[0])
+    return np.where(k > 0, med, np.nan)
+
+
+def _profile(z: np.ndarray, T: np.ndarray, Hh: np.ndarray, day: int) -> np.ndarray | None:
+    """`_profile_values`, or None if some target has not even one day behind it."""
+    out = _profile_values(z, T, Hh, day)
+    return None if not np.isfinite(out).all() else out
 
 
 def _take(z: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -242,12 +306,17 @@ def _conformal_offsets(resid: np.ndarray, quantiles: Sequence[float]) -> np.ndar
 def _origin_pinball(
     y: np.ndarray, pred: np.ndarray, unit: np.ndarray, offsets: np.ndarray, qs: Sequence[float]
 ) -> np.ndarray:
-    """Pinball loss per origin, averaged over quantiles and steps ahead."""
+    """Pinball loss per origin, averaged over quantiles and steps ahead.
+
+    Unobserved targets (NaN) are skipped, and each origin's loss is weighted by its share of the
+    observed steps, so the mean over origins is the mean over every observed (origin, step)."""
+    seen = np.isfinite(y)
+    weight = seen.sum(axis=1) / max(float(seen.sum(axis=1).mean()), 1.0)
     total = np.zeros(len(y))
     for qi, q in enumerate(qs):
-        d = y - (pred[qi] + unit * offsets[qi][None, :])
-        total += np.maximum(q * d, (q - 1.0) * d).mean(axis=1)
-    return total / len(qs)
+        d = np.where(seen, y - (pred[qi] + unit * offsets[qi][None, :]), 0.0)
+        total += np.maximum(q * d, (q - 1.0) * d).sum(axis=1) / np.maximum(seen.sum(axis=1), 1)
+    return weight * total / len(qs)
 
 
 class Forecaster:
@@ -312,8 +381,10 @@ class Forecaster:
         errors: dict[str, float] = {}
         fitted: dict[str, tuple[np.ndarray, bool]] = {}
         preds: dict[str, np.ndarray] = {}
+        rule_scores: dict[str, float] = {}
+        long_horizon = self.horizon_seconds >= LONG_HORIZON_SECONDS
         for name in self.candidates:
-            if name == "ensemble":
+            if name == "ensemble" or (name in PROFILE_CANDIDATES and not long_horizon):
                 continue
             pred = self._predict_raw(name, s, val_t, hh, train_end=first_val)
             if pred is None:
@@ -322,27 +393,44 @@ class Forecaster:
             losses, off, scaled = self._calibrate(y, pred, lev)
             scores[name], errors[name] = float(losses.mean()), float(losses.std() / np.sqrt(n_eff))
             fitted[name] = (off, scaled)
-        # The ensemble averages the GBM with the best simple candidate: it hedges the GBM where the
-        # series repeats itself exactly and the simple method where it does not.
-        simple = [k for k in scores if k != "gbm"]
-        if "ensemble" in self.candidates and "gbm" in scores and simple:
-            self.ensemble_partner_ = min(simple, key=lambda k: scores[k])
-            pred = 0.5 * (preds["gbm"] + preds[self.ensemble_partner_])
+            deployed = (
+                self._score_as_deployed(name, s, hh, first_val)
+                if long_horizon and name not in TRAINED
+                else None
+            )
+            if deployed is not None:
+                rule_scores[name] = float(deployed[0].mean())
+                fitted[name] = (deployed[1], deployed[2])
+            elif name not in TRAINED:
+                rule_scores[name] = scores[name]
+        if not scores:
+            self._fallback(s)
+            return self
+        # Stage 1: the fixed rules (nothing fitted) compete on score alone (at long horizons on
+        # their score as deployed, the last day's partly observed origins included).
+        rule = min(rule_scores, key=lambda k: rule_scores[k]) if rule_scores else None
+        # The ensemble averages the GBM with the best rule: it hedges the GBM where the series
+        # repeats itself exactly and the rule where it does not.
+        if "ensemble" in self.candidates and "gbm" in scores and rule is not None:
+            self.ensemble_partner_ = rule
+            pred = 0.5 * (preds["gbm"] + preds[rule])
             losses, off, scaled = self._calibrate(y, pred, lev)
             scores["ensemble"], errors["ensemble"] = (
                 float(losses.mean()),
                 float(losses.std() / np.sqrt(n_eff)),
             )
             fitted["ensemble"] = (off, scaled)
-        if not scores:
-            self._fallback(s)
-            return self
-        # One-standard-error rule (Hastie, Tibshirani & Friedman, "The Elements of Statistical
-        # Learning", 2nd ed., section 7.10): the simplest candidate within one standard error of
-        # the best backtest score, so a lucky holdout does not pick a model that generalises worse.
-        top = min(scores, key=lambda k: scores[k])
-        order = [k for k in CANDIDATES if k in scores]
-        best = next(k for k in order if scores[k] <= scores[top] + errors[top])
+        # Stage 2, the one-standard-error rule (Hastie, Tibshirani & Friedman, "The Elements of
+        # Statistical Learning", 2nd ed., section 7.10): a trained model replaces the best rule only
+        # if it beats it by more than its standard error on the same footing (quantiles calibrated
+        # on the holdout), so a lucky holdout does not pick a model that generalises worse.
+        trained = [k for k in scores if k in TRAINED]
+        best = rule if rule is not None else min(trained, key=lambda k: scores[k])
+        if trained and rule is not None:
+            top = min(trained, key=lambda k: scores[k])
+            if scores[top] + errors[top] < scores[rule]:
+                best = top
+        scores.update(rule_scores)
         self.model_ = best
         self.offsets_, self.scaled_ = fitted[best]
         self.backtest_pinball_ = scores
@@ -368,20 +456,63 @@ class Forecaster:
         assert best is not None
         return best
 
-    def _recalibrate_on_history(self, s: _Series, hh: np.ndarray) -> None:
-        """Offsets of a simple method from its errors at every usable origin of the history."""
-        need = {"last_value": 0, "seasonal_naive_day": s.day, "seasonal_mean": SEASONAL_MEAN_DAYS * s.day}
-        first = need.get(self.model_, DAYS_PER_WEEK * s.day)
+    def _history_errors(
+        self, name: str, s: _Series, hh: np.ndarray, *, partial: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Origins t, targets y and raw predictions of a simple method at every usable origin of
+        the history (thinned to FULL_CALIBRATION_MAX_ORIGINS); None if too few. With `partial`
+        the origins of the last horizon count too, their unobserved targets NaN: at a day ahead
+        they are the only evidence of what happened in the last day (a restart, a step)."""
+        need = {
+            "last_value": 0,
+            "recent_median": 0,
+            "seasonal_naive_day": s.day,
+            "seasonal_median": s.day,
+            "profile_level": 2 * s.day,
+            "seasonal_mean": SEASONAL_MEAN_DAYS * s.day,
+        }
+        first = need.get(name, DAYS_PER_WEEK * s.day)
         last = len(s.z) - 1 - len(hh)
         if last - first < len(hh):
-            return
-        t = np.unique(np.linspace(first, last, FULL_CALIBRATION_MAX_ORIGINS).astype(np.int64))
-        pred = self._predict_raw(self.model_, s, t, hh, train_end=0)
+            return None
+        end = len(s.z) - 2 if partial else last
+        count = min(FULL_CALIBRATION_MAX_ORIGINS, FULL_CALIBRATION_MAX_RESIDUALS // len(hh))
+        t = np.unique(np.linspace(first, end, count).astype(np.int64))
+        pred = self._predict_raw(name, s, t, hh, train_end=0)
         if pred is None:
+            return None
+        return t, _take(s.z, t[:, None] + hh[None, :]), pred
+
+    def _recalibrate_on_history(self, s: _Series, hh: np.ndarray) -> None:
+        """Offsets of a simple method from its errors at every usable origin of the history."""
+        long_horizon = self.horizon_seconds >= LONG_HORIZON_SECONDS
+        found = self._history_errors(self.model_, s, hh, partial=long_horizon)
+        if found is None:
             return
-        y = s.z[t[:, None] + hh[None, :]]
+        t, y, pred = found
         unit = s.scale[t][:, None] if self.scaled_ else np.ones((len(t), 1))
         self.offsets_ = _conformal_offsets((y[None] - pred) / unit[None], self.quantiles)
+
+    def _score_as_deployed(
+        self, name: str, s: _Series, hh: np.ndarray, first_val: int
+    ) -> tuple[np.ndarray, np.ndarray, bool] | None:
+        """Holdout losses of a simple method calibrated as it will be deployed: offsets from its
+        errors over the whole history, scored at the held-out origins. None if unavailable."""
+        found = self._history_errors(name, s, hh, partial=True)
+        if found is None:
+            return None
+        t, y, pred = found
+        held = t >= first_val
+        if held.sum() < 2:
+            return None
+        best: tuple[np.ndarray, np.ndarray, bool] | None = None
+        for scaled in (False, True):
+            unit = s.scale[t][:, None] if scaled else np.ones((len(t), 1))
+            off = _conformal_offsets((y[None] - pred) / unit[None], self.quantiles)
+            loss = _origin_pinball(y[held], pred[:, held], unit[held], off, self.quantiles)
+            if best is None or loss.mean() < best[0].mean():
+                best = (loss, off, scaled)
+        return best
 
     def _fallback(self, s: _Series) -> None:
         """Too short to backtest: last value, offsets from one-step changes grown by sqrt(h)."""
@@ -446,6 +577,17 @@ class Forecaster:
         elif name == "seasonal_mean":
             idx = np.stack([_seasonal_index(T, Hh, s.day, back) for back in range(SEASONAL_MEAN_DAYS)])
             point = None if idx.min() < 0 else s.z[idx].mean(axis=0)
+        elif name == "recent_median":
+            point = np.broadcast_to(_rolling_median(s.z, s.day)[t][:, None], T.shape)
+        elif name in ("seasonal_median", "profile_level"):
+            point = _profile(s.z, T, Hh, s.day)
+            if point is not None and name == "profile_level":
+                # Re-level the profile by how far the last day sat from its own profile (median
+                # of the differences): a step or drift in the level carries into the next day.
+                now = np.arange(len(s.z))
+                resid = s.z - _profile_values(s.z, now - 1, np.ones_like(now), s.day)
+                offset = _rolling_median(resid, s.day)[t]
+                point = point + np.nan_to_num(offset)[:, None]
         elif name in ("gbm", "ensemble"):
             gbm = self._fit_gbm(s, hh, train_end=train_end) if train_end > 0 else self.gbm_
             if gbm is None:

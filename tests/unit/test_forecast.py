@@ -139,3 +139,97 @@ def test_fit_is_fast_on_a_week_of_minutes() -> None:
     started = time.process_time()
     forecast.forecast(t, v, horizon_seconds=3600, step_seconds=300)
     assert time.process_time() - started < 2.0
+
+
+def test_rolling_median_uses_the_steps_there_are() -> None:
+    # Window 3 over [5, 1, 3, 9, 2]: [5] -> 5, [5, 1] -> 3, [5, 1, 3] -> 3, [1, 3, 9] -> 3,
+    # [3, 9, 2] -> 3. A NaN is skipped: [nan, 4] -> 4.
+    z = np.array([5.0, 1.0, 3.0, 9.0, 2.0])
+    assert forecast._rolling_median(z, 3).tolist() == [5.0, 3.0, 3.0, 3.0, 3.0]
+    assert forecast._rolling_median(np.array([np.nan, 4.0]), 3).tolist()[1] == 4.0
+
+
+def test_profile_is_the_median_of_the_same_hour_over_past_days() -> None:
+    # 4 steps a "day"; origin t = 11 (day 2, last step), targets 1 and 4 steps ahead: indices 12
+    # and 15, whose same-phase values one, two, three days back are 8/4/0 and 11/7/3. Values are
+    # the index squared, so the medians are 4**2 = 16 and 7**2 = 49.
+    z = np.arange(12, dtype=float) ** 2
+    t = np.array([[11, 11]])
+    h = np.array([[1, 4]])
+    assert forecast._profile_values(z, t, h, 4).tolist() == [[16.0, 49.0]]
+    # Origin t = 2: target 3 has no full day behind it -> NaN, and `_profile` refuses.
+    assert np.isnan(forecast._profile_values(z, np.array([[2]]), np.array([[1]]), 4)[0, 0])
+    assert forecast._profile(z, np.array([[2]]), np.array([[1]]), 4) is None
+
+
+def _noisy_days(days: int, seed: int, level: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    # Hourly-ish daily shape at 5-minute steps with day-to-day noise of sd 1 on each hour.
+    rng = np.random.default_rng(seed)
+    t = np.arange(0, days * DAY, 300, dtype=float)
+    shape = 10.0 + 5.0 * np.sin(2 * np.pi * t / DAY)
+    noise = np.repeat(rng.normal(0.0, 1.0, days * 24), 12)
+    base = shape if level is None else shape * level
+    return t, base + noise
+
+
+def test_day_ahead_uses_a_daily_profile_and_beats_yesterday() -> None:
+    # Each hour of each day is the shape plus N(0, 1). Yesterday's value errs by sd sqrt(2) = 1.41;
+    # the median of 7 days by about sqrt(1 + pi / (2 * 7)) = 1.06. Over 4 days ahead the profile
+    # forecast's mean absolute error must be below seasonal naive's (expected ratio ~0.75).
+    t, v = _noisy_days(14, seed=4)
+    err_model = err_naive = 0.0
+    for end in (10, 11, 12, 13):
+        hist = t < end * DAY
+        fc = forecast.forecast(t[hist], v[hist], horizon_seconds=DAY, step_seconds=3600)
+        assert fc.model in ("seasonal_median", "profile_level", "seasonal_mean")
+        times, z = forecast.resample(t, v, 3600)
+        at = np.searchsorted(times, fc.timestamps)
+        err_model += float(np.abs(fc.quantile(0.5) - z[at]).mean())
+        err_naive += float(np.abs(z[at - 24] - z[at]).mean())
+    assert err_model < 0.9 * err_naive
+
+
+def test_short_horizons_do_not_try_the_daily_profiles() -> None:
+    t, v = _noisy_days(8, seed=5)
+    fc = forecast.forecast(t, v, horizon_seconds=3600, step_seconds=300)
+    assert not set(fc.backtest_pinball) & forecast.PROFILE_CANDIDATES
+    long = forecast.forecast(t, v, horizon_seconds=DAY, step_seconds=3600)
+    assert set(long.backtest_pinball) >= forecast.PROFILE_CANDIDATES
+
+
+def test_day_ahead_follows_a_level_step() -> None:
+    # The level doubles 2 days before the end: a profile of 7 past days would sit near the old
+    # level (mean 10); the chosen forecast's median must follow the new one (mean 20) within 15 %.
+    t, _ = _noisy_days(12, seed=6)
+    level = np.where(t < 10 * DAY, 1.0, 2.0)
+    t, v = _noisy_days(12, seed=6, level=level)
+    fc = forecast.forecast(t, v, horizon_seconds=DAY, step_seconds=3600)
+    assert abs(fc.quantile(0.5).mean() - 20.0) < 0.15 * 20.0
+
+
+def test_origin_pinball_skips_unobserved_steps_and_weights_by_observed() -> None:
+    # Two origins, two steps, median only (pinball = |error| / 2). Origin 0: errors 2 and 4 ->
+    # mean 1.5; origin 1: error 2, second step unobserved -> 1.0. Observed steps 2 and 1, mean
+    # 1.5, weights 2/1.5 and 1/1.5: losses 2.0 and 0.667, whose mean (4/3) is the mean over the
+    # three observed steps, (1 + 2 + 1) / 3.
+    y = np.array([[2.0, 4.0], [2.0, np.nan]])
+    pred = np.zeros((1, 2, 2))
+    losses = forecast._origin_pinball(y, pred, np.ones((2, 1)), np.zeros((1, 2)), (0.5,))
+    assert losses.tolist() == pytest.approx([2.0, 2.0 / 3.0])
+    assert losses.mean() == pytest.approx(4.0 / 3.0)
+
+
+def test_profile_level_carries_a_recent_step() -> None:
+    # The level drops by 4 eighteen hours before the end. The 7-day profile still says mean 10;
+    # `profile_level` adds the median gap of the last day to its profile, which is -4 (18 of the
+    # 24 gaps are after the step), so its forecast averages 10 - 4 = 6 (within 10 %).
+    t, v = _noisy_days(10, seed=7)
+    v = np.where(t < 9.25 * DAY, v, v - 4.0)
+    model = forecast.Forecaster(horizon_seconds=DAY, step_seconds=3600).fit(t, v)
+    s = model.series_
+    origin, hh = np.array([len(s.z) - 1]), np.arange(1, 25)
+    level = model._predict_raw("profile_level", s, origin, hh, train_end=0)
+    profile = model._predict_raw("seasonal_median", s, origin, hh, train_end=0)
+    assert level is not None and profile is not None
+    assert abs(level[0, 0].mean() - 6.0) < 0.1 * 6.0
+    assert abs(profile[0, 0].mean() - 10.0) < 0.1 * 10.0
