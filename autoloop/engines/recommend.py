@@ -8,20 +8,29 @@ pure function of the history it is given (it sees only the past) and returns a f
 How it decides:
 1. Forecast of the next horizon (one day by default): the history is cut into complete day
    windows ending at the last day boundary (so the forecast is stable within a day). Each window
-   gives its usage quantile at the risk level, its median level and its peak. Older windows are
-   rescaled to the latest level (growth and steps are followed within a day instead of through a
-   24 h half-life), then combined with recency weights (half-life 2 days).
-2. Conformal adjustment: the same forecast made at each past day boundary is compared with what
-   that day then used; the median realised/forecast ratio (CPU) or the worst one (memory) is a
-   multiplicative margin, clipped to [0.9, 1.5].
-3. A sustained surge (the median of the last two hours above every level-adjusted past peak)
-   lifts the need at once, so a level shift does not wait for the day boundary.
-4. Memory forecasts the day peak (calibrated on the worst past miss; VPA's 15 % margin until
-   enough past days exist to calibrate); an OOM since the current request was set bumps the need
-   like VPA does (x1.2, at least +100 MiB).
-5. Hysteresis: the request changes only when it leaves the band [need, need*(1+band)], band =
-   the day-to-day spread of the adjusted windows, at least `hysteresis` (0.5) and at most 1; a new
-   request is set a quarter into the band. Most days see no change.
+   gives its usage quantile at the risk level, its median level, its peak and the level it ends
+   at (median of its last two hours).
+2. CPU: the recency-weighted mean of the windows' quantiles, rescaled to the latest level or
+   not, with a half-life of 0.5-8 days: which of these forecasts is used is chosen on the
+   workload's own history (smallest mean absolute log error of the same forecast made at each
+   past day boundary), since how fast to forget and whether a level change persists are
+   properties of the workload. The median realised/forecast ratio of the chosen forecast is a
+   multiplicative correction, clipped to [0.9, 1.5]. A sustained surge (the median of the last
+   two hours above every level-adjusted past peak) lifts the need at once.
+3. Memory forecasts the day peak: the recency-weighted mean of past peaks rescaled by the level
+   each window ends at (a step inside a window leaves its median half-old), never scaled down
+   within the last three windows (a weekend's lower level comes back on Monday), times the worst
+   past miss of that forecast (VPA's 15 % margin until four windows exist). Windows whose median
+   already exceeded their peak forecast are level shifts, answered by the surge (any sample of
+   the last 30 min above the forecast peak lifts the need at once) and by the OOM bump, and do
+   not count as misses. An OOM in the last horizon keeps the need at or above the usage peak
+   since it, bumped like VPA does (x1.2, at least +100 MiB).
+4. Hysteresis, "change only when the gain is worth it or the risk requires it". CPU (throttled,
+   not killed): the request is held inside [need * 0.9, need * (1 + band)], band = the day-to-day
+   spread of the adjusted windows, at least `hysteresis` (0.3) and at most 1; a new request is set
+   a quarter into the band. Memory: a request under the need always rises; a new request covers
+   the day-to-day spread plus two horizons of level growth; it is lowered only when that saves at
+   least 10 % (the VPA updater's minimum change).
 """
 
 from __future__ import annotations
@@ -51,6 +60,12 @@ MAX_CONFORMAL: Final[float] = 1.5
 # recommender.go), so a young history is no riskier than VPA's.
 MIN_CALIBRATION_WINDOWS: Final[int] = 4
 UNCALIBRATED_MARGIN: Final[float] = 0.15
+# Half-lives (days) the CPU forecast chooses from by backtest, and the one used without a choice.
+HALF_LIFE_CANDIDATES_DAYS: Final[tuple[float, ...]] = (0.5, 1.0, 2.0, 4.0, 8.0)
+DEFAULT_HALF_LIFE_DAYS: Final[float] = 2.0
+# Memory holds the highest level of the last three windows: a two-day weekend's lower level must
+# not lower the request before Monday.
+LEVEL_HOLD_WINDOWS: Final[int] = 3
 # The widest hysteresis band (relative to the need), whatever the day-to-day spread.
 MAX_BAND: Final[float] = 1.0
 # Position of a new request inside the hysteresis band: a quarter above the need.
@@ -66,25 +81,52 @@ MIN_WINDOW_FRACTION: Final[float] = 0.5
 MIN_WINDOW_SAMPLES: Final[int] = 60
 
 
+# Memory: a new request covers the level's growth over this many horizons, so a steadily
+# growing workload changes about every other horizon instead of every one (the issue allows a
+# change on 30 % of days; each extra horizon of cover costs half a horizon of growth in slack).
+HOLD_HORIZONS: Final[float] = 2.0
+# Memory: a request is lowered only when that saves at least 10 % beyond the new target, the
+# VPA updater's minimum change (updater/priority/update_priority_calculator.go,
+# defaultUpdateThreshold = 0.10).
+MIN_GAIN: Final[float] = 0.10
+# CPU is throttled, not killed: a request up to 10 % under the need (the updater's minimum
+# change) is held rather than raised for a difference the updater itself would not act on.
+CPU_SHORTFALL_TOLERANCE: Final[float] = 0.10
+
+
+def _relative_spread(values: npt.NDArray[np.float64]) -> float:
+    """(q90 - q10) / median: how much what each window would have needed varies."""
+    return float((np.quantile(values, 0.9) - np.quantile(values, 0.1)) / max(float(np.median(values)), 1e-12))
+
+
+def _growth(level: npt.NDArray[np.float64]) -> float:
+    """Median horizon-over-horizon growth of the level (newest first), at least 0."""
+    if level.size < 3:
+        return 0.0
+    return max(0.0, float(np.expm1(np.median(np.log(level[:-1] / level[1:])))))
+
+
 class RightsizingParams(BaseModel):
     """Parameters of the recommender (units: seconds, base resource units)."""
 
     model_config = ConfigDict(frozen=True)
     resource: Literal["cpu", "memory"] = "cpu"
     risk: float = Field(default=0.1, gt=0.0, lt=0.5)
-    """Target fraction of time usage may exceed the request (CPU); memory uses risk/10."""
+    """Target fraction of time CPU usage may exceed the request; memory forecasts the peak."""
     horizon_seconds: float = Field(default=SECONDS_PER_DAY, gt=0)
     history_days: int = Field(default=7, ge=1, le=28)
-    half_life_days: float = Field(default=2.0, gt=0)
-    """Recency weight of past day windows (after level rescaling)."""
-    hysteresis: float = Field(default=0.5, ge=0.0)
+    half_life_days: float | None = Field(default=None, gt=0)
+    """Recency weight of past day windows; None: CPU picks it (and whether to rescale to the
+    latest level) by backtest on the history; memory uses 2 days."""
+    hysteresis: float = Field(default=0.3, ge=0.0)
+    """CPU: the least relative width of the band a request is held in above the need."""
     min_request: float = Field(default=0.0, ge=0.0)
     aligned: bool = True
     """Forecast from complete horizon windows (stable within a horizon) rather than sliding ones."""
     surge: bool = True
     """Lift the need at once when the recent median exceeds every level-adjusted past peak."""
     surge_window_seconds: float = Field(default=SURGE_WINDOW_SECONDS, gt=0)
-    """Lift the need at once when the recent median exceeds every level-adjusted past peak."""
+    """Span of the CPU surge test, and of the tail that gives a window's end level."""
 
 
 class Recommendation(BaseModel):
@@ -102,10 +144,11 @@ class Recommendation(BaseModel):
     reason: str
 
 
-def _window_stats(values: npt.NDArray[np.float64], q: float) -> tuple[float, float, float]:
-    """The window's risk quantile, its level (median: robust to bursts) and its peak."""
+def _window_stats(values: npt.NDArray[np.float64], q: float, tail: int) -> tuple[float, float, float, float]:
+    """The window's risk quantile, its level (median: robust to bursts), its peak, and the level
+    it ends at (the median of its last `tail` samples)."""
     qs = np.quantile(values, (q, 0.5, 1.0))
-    return float(qs[0]), float(qs[1]), float(qs[2])
+    return float(qs[0]), float(qs[1]), float(qs[2]), float(np.median(values[-tail:]))
 
 
 class RightsizingRecommender:
@@ -121,11 +164,12 @@ class RightsizingRecommender:
 
     def forecast(self, timestamps: npt.ArrayLike, usage: npt.ArrayLike) -> tuple[float, float]:
         """The need for the next horizon (after the conformal margin) and the confidence."""
-        need, confidence, _ = self._forecast(timestamps, usage)
+        need, confidence, _, _ = self._forecast(timestamps, usage)
         return need, confidence
 
-    def _forecast(self, timestamps: npt.ArrayLike, usage: npt.ArrayLike) -> tuple[float, float, float]:
-        """Need, confidence, and the relative spread of the level-adjusted window statistics."""
+    def _forecast(self, timestamps: npt.ArrayLike, usage: npt.ArrayLike) -> tuple[float, float, float, float]:
+        """Need, confidence, the relative spread of the level-adjusted window statistics, and the
+        level's growth per horizon (>= 0)."""
         ts = np.asarray(timestamps, dtype=np.float64)
         us = np.asarray(usage, dtype=np.float64)
         if ts.size == 0 or ts.size != us.size:
@@ -145,38 +189,42 @@ class RightsizingRecommender:
                 end = boundary
         edges = end - width * np.arange(self.params.history_days + 1)
         idx = np.searchsorted(ts, edges[::-1], side="right")[::-1]
-        stats: list[tuple[float, float, float]] = []
+        stats: list[tuple[float, float, float, float]] = []
         for k in range(self.params.history_days):
             lo, hi = idx[k + 1], idx[k]
             if hi - lo < MIN_WINDOW_SAMPLES:
                 break
-            stats.append(_window_stats(us[lo:hi], self.quantile))
+            tail_start = max(
+                lo, int(np.searchsorted(ts, ts[hi - 1] - self.params.surge_window_seconds, side="right"))
+            )
+            stats.append(_window_stats(us[lo:hi], self.quantile, hi - tail_start))
         if not stats:
-            return float(np.max(us)), 0.0, self.params.hysteresis
+            return float(np.max(us)), 0.0, self.params.hysteresis, 0.0
         quant = np.array([s[0] for s in stats])
         level = np.maximum(np.array([s[1] for s in stats]), 1e-12)
+        end_level = np.maximum(np.array([s[3] for s in stats]), 1e-12)
         peak = np.array([s[2] for s in stats])
-        basis = peak if self.params.resource == "memory" else quant
-        adjusted = basis * (level[0] / level)
-        # Day-to-day spread of what each past day would have needed: the band must cover it, or
-        # ordinary variation alone would trigger changes.
-        spread = (
-            float((np.quantile(adjusted, 0.9) - np.quantile(adjusted, 0.1)) / max(np.median(adjusted), 1e-12))
-            if adjusted.size >= MIN_CALIBRATION_WINDOWS
-            else self.params.hysteresis
-        )
         if self.params.resource == "memory":
-            # Memory fails hard at the peak: forecast the peak, calibrated on the worst past miss.
-            # Until past days can calibrate the margin, use VPA's 15 % safety margin.
-            calibrated = peak.size >= MIN_CALIBRATION_WINDOWS
-            margin = self._conformal(peak, level, strict=True) if calibrated else 1.0 + UNCALIBRATED_MARGIN
-            need = self._combine(peak, level) * margin
+            # Memory rescales by the level each window hands on (its last hours): a step inside a
+            # window leaves its median half-old, half-new, its end level new.
+            need, base, spread = self._memory_need(peak, end_level)
+            if self.params.surge:
+                need = self._memory_surge(ts, us, now, need, base)
         else:
-            need = self._combine(quant, level) * self._conformal(quant, level, strict=False)
-        if self.params.surge:
-            need = self._surge(ts, us, now, need, peak, level)
+            adjusted = quant * level[0] / level
+            # Day-to-day spread of what each past day would have needed: the band must cover it,
+            # or ordinary variation alone would trigger changes.
+            spread = (
+                _relative_spread(adjusted)
+                if adjusted.size >= MIN_CALIBRATION_WINDOWS
+                else self.params.hysteresis
+            )
+            model = self._select(quant, level)
+            need = self._combine(quant, level, model) * self._conformal(quant, level, model)
+            if self.params.surge:
+                need = self._surge(ts, us, now, need, peak, level)
         confidence = min(1.0, (now - float(ts[0])) / (self.params.history_days * width))
-        return need, confidence, spread
+        return need, confidence, spread, _growth(level)
 
     def _surge(
         self,
@@ -187,41 +235,124 @@ class RightsizingRecommender:
         peak: npt.NDArray[np.float64],
         level: npt.NDArray[np.float64],
     ) -> float:
-        """Lift the need at once when the present already contradicts the forecast.
+        """CPU: lift the need at once when the present already contradicts the forecast.
 
-        CPU: the median of the surge window above every level-adjusted past peak (a level shift,
-        not a burst) scales the need by the new level. Memory: any sample of the last
-        `MEMORY_SURGE_SECONDS` above the forecast peak moves the need to that sample plus the
-        margin the forecast carried, since memory fails hard at the limit.
+        The median of the surge window above every level-adjusted past peak (a level shift, not a
+        burst) scales the need by the new level.
         """
-        if self.params.resource == "memory":
-            recent = us[np.searchsorted(ts, now - MEMORY_SURGE_SECONDS, side="right") :]
-            top = float(np.max(recent)) if recent.size else 0.0
-            base = float(self._combine(peak, level))
-            return max(need, top * need / max(base, 1e-12)) if top > base else need
         recent = us[np.searchsorted(ts, now - self.params.surge_window_seconds, side="right") :]
         if recent.size and float(np.median(recent)) > float(np.max(peak * level[0] / level)):
             return max(need, float(np.median(recent)) * need / max(float(level[0]), 1e-12))
         return need
 
-    def _combine(self, quant: npt.NDArray[np.float64], level: npt.NDArray[np.float64]) -> float:
-        """Rescale each window's quantile to the latest level; recency-weighted mean."""
-        ages = np.arange(quant.size, dtype=np.float64)
-        weights = np.power(
-            0.5, ages * self.params.horizon_seconds / SECONDS_PER_DAY / self.params.half_life_days
+    def _memory_surge(
+        self, ts: npt.NDArray[np.float64], us: npt.NDArray[np.float64], now: float, need: float, base: float
+    ) -> float:
+        """Memory: any sample of the last `MEMORY_SURGE_SECONDS` above the forecast peak `base`
+        moves the need to that sample plus the margin the forecast carried (memory fails hard)."""
+        recent = us[np.searchsorted(ts, now - MEMORY_SURGE_SECONDS, side="right") :]
+        top = float(np.max(recent)) if recent.size else 0.0
+        return max(need, top * need / max(base, 1e-12)) if top > base else need
+
+    def _memory_need(
+        self, peak: npt.NDArray[np.float64], level: npt.NDArray[np.float64]
+    ) -> tuple[float, float, float]:
+        """Memory's need, its forecast peak before the margin, and the day-to-day spread.
+
+        The forecast peak is the recency-weighted mean of past windows' peaks, each rescaled to
+        the latest level but never down (see `_memory_scale`). The margin is the worst miss of
+        that forecast at past window boundaries. A window whose median already exceeded the peak
+        forecast for it is a level shift (a step, a restart), not ordinary variation: the surge
+        and the OOM bump answered it within a gate interval, and its half-old, half-new median
+        would distort the rescaling, so it enters neither the forecast, the margin nor the spread.
+        """
+        n = peak.size
+        forecasts = [
+            self._memory_peak(peak[k + 1 :], level[k + 1 :], np.ones(n - k - 1, bool)) for k in range(n - 1)
+        ]
+        keep = np.array([level[k] <= forecasts[k] for k in range(n - 1)] + [True])
+        base = self._memory_peak(peak, level, keep)
+        if n < MIN_CALIBRATION_WINDOWS:
+            # Until past windows can calibrate the margin, use VPA's 15 % safety margin.
+            return base * (1.0 + UNCALIBRATED_MARGIN), base, MIN_GAIN
+        misses = [
+            peak[k] / self._memory_peak(peak[k + 1 :], level[k + 1 :], keep[k + 1 :])
+            for k in range(n - 2)
+            if keep[k]
+        ]
+        margin = (
+            float(np.clip(np.max(misses), MIN_CONFORMAL, MAX_CONFORMAL))
+            if misses
+            else 1.0 + UNCALIBRATED_MARGIN
         )
-        adjusted = quant * (level[0] / level)
-        return float(np.sum(weights * adjusted) / np.sum(weights))
+        adjusted = (peak * self._memory_scale(level))[keep]
+        return base * margin, base, _relative_spread(adjusted)
+
+    def _memory_peak(
+        self, peak: npt.NDArray[np.float64], level: npt.NDArray[np.float64], keep: npt.NDArray[np.bool_]
+    ) -> float:
+        """Recency-weighted mean of the kept windows' peaks rescaled to the latest level."""
+        if not keep.any():
+            return float(peak[0])
+        ages = np.flatnonzero(keep).astype(np.float64)
+        return self._weighted((peak * self._memory_scale(level))[keep], ages)
+
+    def _memory_scale(self, level: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Factors taking each memory window to the latest level. The last `LEVEL_HOLD_WINDOWS`
+        are never scaled down: a weekend's lower level comes back on Monday, and memory fails
+        hard; a lower level that lasts longer is followed."""
+        ratio = level[0] / level
+        ratio[:LEVEL_HOLD_WINDOWS] = np.maximum(ratio[:LEVEL_HOLD_WINDOWS], 1.0)
+        return ratio
+
+    def _weighted(
+        self,
+        values: npt.NDArray[np.float64],
+        ages: npt.NDArray[np.float64] | None = None,
+        half_life_days: float | None = None,
+    ) -> float:
+        """Recency-weighted mean (ages in horizons; by default newest first, one apart)."""
+        if ages is None:
+            ages = np.arange(values.size, dtype=np.float64)
+        hl = half_life_days or self.params.half_life_days or DEFAULT_HALF_LIFE_DAYS
+        weights = np.power(0.5, ages * self.params.horizon_seconds / SECONDS_PER_DAY / hl)
+        return float(np.sum(weights * values) / np.sum(weights))
+
+    def _combine(
+        self, quant: npt.NDArray[np.float64], level: npt.NDArray[np.float64], model: tuple[float, bool]
+    ) -> float:
+        """Recency-weighted mean of the windows' quantiles, rescaled to the latest level or not."""
+        half_life, rescale = model
+        return self._weighted(quant * (level[0] / level) if rescale else quant, half_life_days=half_life)
+
+    def _backtest(
+        self, quant: npt.NDArray[np.float64], level: npt.NDArray[np.float64], model: tuple[float, bool]
+    ) -> list[float]:
+        """Realised/forecast ratios of the model's forecast at each past window boundary."""
+        return [
+            quant[k] / max(self._combine(quant[k + 1 :], level[k + 1 :], model), 1e-12)
+            for k in range(quant.size - 2)
+        ]
+
+    def _select(self, quant: npt.NDArray[np.float64], level: npt.NDArray[np.float64]) -> tuple[float, bool]:
+        """The (half-life, rescale) forecast with the smallest mean absolute log error at past
+        window boundaries: how fast to forget and whether a level change persists are properties
+        of the workload, so they are chosen on its own history (a fixed half-life when
+        `half_life_days` is set, or the history is too short to compare)."""
+        if self.params.half_life_days is not None or quant.size < MIN_CALIBRATION_WINDOWS:
+            return (self.params.half_life_days or DEFAULT_HALF_LIFE_DAYS, True)
+        models = [(hl, rs) for hl in HALF_LIFE_CANDIDATES_DAYS for rs in (True, False)]
+        errors = [float(np.mean(np.abs(np.log(self._backtest(quant, level, m))))) for m in models]
+        return models[int(np.argmin(errors))]
 
     def _conformal(
-        self, quant: npt.NDArray[np.float64], level: npt.NDArray[np.float64], *, strict: bool
+        self, quant: npt.NDArray[np.float64], level: npt.NDArray[np.float64], model: tuple[float, bool]
     ) -> float:
-        """Realised/forecast over past day boundaries: the median (CPU) or the worst (memory)."""
-        ratios = [quant[k] / self._combine(quant[k + 1 :], level[k + 1 :]) for k in range(quant.size - 2)]
+        """CPU: the median realised/forecast ratio over past window boundaries."""
+        ratios = self._backtest(quant, level, model)
         if len(ratios) < MIN_CALIBRATION_WINDOWS - 2:
             return 1.0
-        stat = np.max(ratios) if strict else np.median(ratios)
-        return float(np.clip(stat, MIN_CONFORMAL, MAX_CONFORMAL))
+        return float(np.clip(np.median(ratios), MIN_CONFORMAL, MAX_CONFORMAL))
 
     def recommend(
         self,
@@ -236,21 +367,31 @@ class RightsizingRecommender:
 
         `oom_times` (Unix seconds) after `request_set_at` bump the memory need like VPA does.
         """
-        need, confidence, spread = self._forecast(timestamps, usage)
+        need, confidence, spread, growth = self._forecast(timestamps, usage)
         reason = f"q{self.quantile:.3f} forecast of next {self.params.horizon_seconds / 3600:.0f}h"
         if self.params.resource == "memory":
-            since = -np.inf if request_set_at is None else request_set_at
             ts = np.asarray(timestamps, dtype=np.float64)
             us = np.asarray(usage, dtype=np.float64)
+            since = float(ts[-1]) - self.params.horizon_seconds
             recent_ooms = [t for t in oom_times if t >= since]
             if recent_ooms:
-                peak = float(np.max(us[np.searchsorted(ts, min(recent_ooms)) :], initial=current_request))
-                peak = max(peak, current_request)
+                # The bump rests on the usage seen since the OOM, not on the request: a request
+                # already raised by the bump is then held instead of bumped again and again.
+                start = np.searchsorted(ts, min(recent_ooms))
+                peak = float(np.max(us[start:], initial=0.0))
+                if request_set_at is not None and request_set_at <= min(recent_ooms):
+                    peak = max(peak, current_request)
                 need = max(need, peak * OOM_BUMP_RATIO, peak + OOM_MIN_BUMP_BYTES)
                 reason += f"; OOM bump to {need:.4g}"
         need = max(need, self.params.min_request)
-        band = float(np.clip(spread, self.params.hysteresis, MAX_BAND))
-        lower, upper = need, need * (1.0 + band)
+        if self.params.resource == "memory":
+            headroom = min(spread + growth * HOLD_HORIZONS, MAX_BAND)
+            new_target = need * (1.0 + headroom)
+            lower, upper = need, new_target * (1.0 + MIN_GAIN)
+        else:
+            band = float(np.clip(spread, self.params.hysteresis, MAX_BAND))
+            lower, upper = need * (1.0 - CPU_SHORTFALL_TOLERANCE), need * (1.0 + band)
+            new_target = need * (1.0 + BAND_POSITION * band)
         if lower <= current_request <= upper:
             return Recommendation(
                 target=current_request,
@@ -261,7 +402,7 @@ class RightsizingRecommender:
                 confidence=confidence,
                 reason=reason + "; request inside band, hold",
             )
-        target = need * (1.0 + BAND_POSITION * band)
+        target = new_target
         direction = "up" if target > current_request else "down"
         return Recommendation(
             target=target,

@@ -110,13 +110,14 @@ def usage_step(
                 ),
             )
         params = RightsizingParams(resource=KNOB_RESOURCE[knob], risk=risk)
-        since = [x for x in obs.oom_times if obs.last_change_at is None or x >= obs.last_change_at]
         recs[knob] = RightsizingRecommender(params).recommend(
             t,
             v,
             current_request=obs.settings[knob],
             request_set_at=obs.last_change_at,
-            oom_times=since if knob == "memory_request" else (),
+            # Every OOM it can see: the recommender bumps on those of the last horizon and holds
+            # the bump for that long, so a bumped request does not flip back down at once.
+            oom_times=obs.oom_times if knob == "memory_request" else (),
         )
     predicted = {f"{k}_need": r.need for k, r in recs.items()} | {
         f"{k}_target": r.target for k, r in recs.items()
