@@ -31,8 +31,11 @@ DRAIN_HOURS: Final[float] = 40.0 / 60.0
 10m + actions.readyTimeout 30m (autoloop/api/maintenanceplan.py); lead time must exceed it."""
 ALERT_THRESHOLD: Final[float] = 0.5
 """Decision threshold on a calibrated probability (fixed a priori, not tuned on the test fleet)."""
-TRAIN_SEED: Final[int] = 101
-TEST_SEED: Final[int] = 202
+SEED_PAIRS: Final[tuple[tuple[int, int], ...]] = ((101, 202), (303, 404), (505, 606), (707, 808), (909, 1010))
+"""(train, test) simulator seeds of the full run; the headline is the mean over pairs, so it does not
+rest on one lucky fleet. 101/202, 303/404 and 505/606 were looked at while developing the features;
+707/808 and 909/1010 were first run for the recorded full run."""
+QUICK_SEED_PAIRS: Final[tuple[tuple[int, int], ...]] = SEED_PAIRS[:2]
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,8 @@ def run(
     days: float,
     split_day: float,
     train_nodes: int | None = None,
-    train_seed: int = TRAIN_SEED,
-    test_seed: int = TEST_SEED,
+    train_seed: int,
+    test_seed: int,
 ) -> dict[str, Scores | float]:
     cfg = fleet.FleetConfig(n_nodes=n_nodes, days=days)
     train_cfg = fleet.FleetConfig(n_nodes=train_nodes or n_nodes, days=days)

@@ -7,11 +7,13 @@ signals that drove it. `fit(history, failures)` trains on users' labelled histor
 `autoloop.simulation.fleet.trained_predictor()` returns one trained on the simulator.
 
 How: every series is resampled onto a regular grid (last sample carried forward, as a Prometheus
-instant query does), turned into trend features (level, `predict_linear`-style slopes over 1/6/24 h,
-hours until full, sawtooth drops), counter increases (reset-aware like `increase()`), pressure
-conditions and temperature deltas; a gradient-boosted classifier scores them and isotonic
+instant query does), turned into trend features (level, `predict_linear`-style slopes and hours
+until full over 1/6/12/24 h, sawtooth drops), counter increases (reset-aware like `increase()`)
+with their exponential growth rate, pressure conditions, temperature deltas and the hours since
+the node last came back from an outage; a gradient-boosted classifier scores them and isotonic
 calibration on node-grouped folds makes the scores probabilities. A node missing a signal (no
-EDAC on a VM) gets NaN features, which the trees route natively.
+EDAC on a VM) gets NaN features, which the trees route natively; a node whose newest sample is
+stale is down and gets no prediction.
 """
 
 from __future__ import annotations
@@ -78,33 +80,62 @@ GROUPS: Final[dict[str, tuple[str, ...]]] = {
         "disk_used",
         "disk_slope_1h",
         "disk_slope_6h",
+        "disk_slope_12h",
         "disk_slope_24h",
         "disk_fall_24h",
         "disk_fall_72h",
         "disk_above_peak_72h",
         "disk_hours_to_full_1h",
         "disk_hours_to_full_6h",
+        "disk_hours_to_full_12h",
+        "disk_hours_to_full_24h",
         "disk_pressure_1h",
     ),
     "memory": (
         "mem_used",
         "mem_slope_1h",
         "mem_slope_6h",
+        "mem_slope_12h",
         "mem_slope_24h",
         "mem_fall_24h",
         "mem_fall_72h",
         "mem_above_peak_72h",
         "mem_hours_to_full_1h",
         "mem_hours_to_full_6h",
+        "mem_hours_to_full_12h",
+        "mem_hours_to_full_24h",
         "mem_pressure_1h",
     ),
     "temperature": ("temp_1h", "temp_delta_24h", "temp_slope_6h"),
-    "edac": ("edac_1h", "edac_6h", "edac_24h", "edac_accel"),
-    "restarts": ("restarts_1h", "restarts_6h", "restarts_24h", "restarts_accel"),
-    "network": ("carrier_1h", "carrier_6h", "carrier_24h", "carrier_accel"),
+    "edac": (
+        "edac_1h",
+        "edac_6h",
+        "edac_24h",
+        "edac_accel",
+        "edac_growth_12h",
+        "edac_growth_24h",
+    ),
+    "restarts": (
+        "restarts_1h",
+        "restarts_6h",
+        "restarts_24h",
+        "restarts_accel",
+        "restarts_growth_12h",
+        "restarts_growth_24h",
+    ),
+    "network": (
+        "carrier_1h",
+        "carrier_6h",
+        "carrier_24h",
+        "carrier_accel",
+        "carrier_growth_12h",
+        "carrier_growth_24h",
+    ),
 }
 """Features by the signal they come from; reasons are given per group."""
-FEATURES: Final[tuple[str, ...]] = tuple(name for names in GROUPS.values() for name in names)
+CONTEXT: Final[tuple[str, ...]] = ("uptime_hours",)
+"""Features that qualify the signals (how old the evidence is) but are never a reason themselves."""
+FEATURES: Final[tuple[str, ...]] = tuple(name for names in GROUPS.values() for name in names) + CONTEXT
 
 
 @dataclass(frozen=True)
@@ -346,7 +377,7 @@ def features(metrics: Mapping[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
     for prefix, used, pressure in (("disk", disk, get(DISK_PRESSURE)), ("mem", mem, get(MEMORY_PRESSURE))):
         level = _mean(used, _H // 2, idx)
         cols[f"{prefix}_used"] = level
-        for hours in (1, 6, 24):
+        for hours in (1, 6, 12, 24):
             cols[f"{prefix}_slope_{hours}h"] = _slope(used, hours * _H, idx)
         # Log rotation and daily resets free space at once: the largest one-hour fall tells them apart
         # from a fill or a leak, which never falls.
@@ -354,7 +385,7 @@ def features(metrics: Mapping[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
         cols[f"{prefix}_fall_72h"] = _largest_fall(used, _W, idx)
         # A fill breaks past the peaks a healthy sawtooth keeps returning to.
         cols[f"{prefix}_above_peak_72h"] = level - _earlier_peak(used, _W, idx)
-        for hours in (1, 6):
+        for hours in (1, 6, 12, 24):
             cols[f"{prefix}_hours_to_full_{hours}h"] = _hours_to_full(level, cols[f"{prefix}_slope_{hours}h"])
         cols[f"{prefix}_pressure_1h"] = _mean(pressure, _H, idx)
     temp = get(TEMP)
@@ -368,8 +399,18 @@ def features(metrics: Mapping[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
         cols[f"{prefix}_accel"] = np.log1p(cols[f"{prefix}_6h"] / 6.0) - np.log1p(
             cols[f"{prefix}_24h"] / 24.0
         )
-    # The node is 'up' at a point only if it reported disk or memory in the last half hour.
-    up = np.isfinite(cols["disk_used"]) | np.isfinite(cols["mem_used"])
+        # Degradations that accelerate grow exponentially: the slope of the log hourly rate is their
+        # growth rate, which with the current rate tells how far off the breaking point is.
+        log_rate = np.log1p(_sum(inc, _H, np.arange(t)))
+        for hours in (12, 24):
+            cols[f"{prefix}_growth_{hours}h"] = _slope(log_rate, hours * _H, idx)
+    # Hours since the node came back after a gap (a reboot or repair): evidence in windows that
+    # span the outage describes the node before it was repaired.
+    present = np.isfinite(disk) | np.isfinite(mem)
+    cols["uptime_hours"] = _hours_since_gap(present, idx)
+    # The node is 'up' at a point only if its latest grid value is fresh (a sample within
+    # STALENESS_SECONDS): a node that just went down still has older samples in its windows.
+    up = present[:, idx]
     out = np.stack([cols[name] for name in FEATURES], axis=-1)
     out[~up] = np.nan
     return out
@@ -462,6 +503,15 @@ def _earlier_peak(a: np.ndarray, w: int, idx: np.ndarray) -> np.ndarray:
     peak = ndimage.maximum_filter1d(hourly, size=size, axis=1, origin=(size - 1) // 2, mode="nearest")
     before = peak[:, np.clip(idx - 6 * _H, 0, None)]
     return np.where(np.isfinite(before) & (idx >= 6 * _H), before, np.nan)
+
+
+def _hours_since_gap(present: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Hours since the last missing grid point, capped at LOOKBACK_HOURS (history before the
+    array's first position is not a gap: it says nothing about reboots)."""
+    steps = np.arange(present.shape[1])
+    last_gap = np.maximum.accumulate(np.where(present, -1, steps), axis=1)[:, idx]
+    hours = (idx[None, :] - last_gap) / _H
+    return np.where(last_gap < 0, LOOKBACK_HOURS, np.minimum(hours, LOOKBACK_HOURS))
 
 
 def _slope(a: np.ndarray, w: int, idx: np.ndarray) -> np.ndarray:

@@ -148,7 +148,8 @@ def test_over_provisioned_workload_costs_less_at_the_same_slo(
     assert all(v["passed"] for d in applied for v in d["verdicts"])
     dep = opp.get_json(control_plane, namespace, "deployment/over")
     assert dep["metadata"]["annotations"]["autoloop.x0tta6bl4.io/decision"] == applied[-1]["id"]
-    assert dep["metadata"]["annotations"]["autoloop.x0tta6bl4.io/managed-by"] == f"{namespace}/over"
+    managed_by = dep["metadata"]["annotations"]["autoloop.x0tta6bl4.io/managed-by"]
+    assert managed_by == f"OptimizationLoop/{namespace}/over"
     replicas, _ = replicas_and_cpu(control_plane, namespace, "over")
     assert 1 <= replicas <= 12  # knob bounds hold
     events = control_plane.kubectl("-n", namespace, "describe", "oloop", "over").stdout

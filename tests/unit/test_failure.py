@@ -66,6 +66,9 @@ def test_slope_and_hours_to_full_of_a_linear_fill() -> None:
     assert row["disk_used"] == pytest.approx(level)
     # predict_linear: (1 - level) / slope = 0.10167 / 0.01 = 10.17 h.
     assert row["disk_hours_to_full_6h"] == pytest.approx((1 - level) / 0.01, rel=1e-6)
+    # Hours 16-40 are all on the straight part, so the 12 h and 24 h fits agree with the 6 h one.
+    assert row["disk_hours_to_full_12h"] == pytest.approx((1 - level) / 0.01, rel=1e-6)
+    assert row["disk_hours_to_full_24h"] == pytest.approx((1 - level) / 0.01, rel=1e-6)
     assert row["disk_fall_72h"] == pytest.approx(0.0, abs=1e-12)
     # Missing sensors give NaN features (the trees route them), not zeros.
     assert math.isnan(row["temp_1h"]) and math.isnan(row["edac_6h"])
@@ -165,3 +168,47 @@ def test_fit_without_failures_is_refused() -> None:
     sim = fleet.simulate_fleet(fleet.FleetConfig(n_nodes=3, days=3.0), random_state=1)
     with pytest.raises(ValueError, match="both failing and healthy"):
         failure.FailurePredictor().fit([sim.node_series(0)], {})
+
+
+def test_node_that_just_went_down_is_not_reporting() -> None:
+    # Samples until 10 min before the last grid point, then nothing: the half-hour level still has
+    # two samples, but the latest grid value is missing, so the node is down and gets no features.
+    used = np.full((1, 20), 0.5)
+    used[0, -1] = np.nan
+    metrics = {failure.DISK_AVAIL: SIZE * (1 - used), failure.DISK_SIZE: np.full_like(used, SIZE)}
+    x = failure.features(metrics, np.array([18, 19]))
+    assert failure.reporting(x[0]).tolist() == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("gap_at", "idx", "expected_hours"),
+    [
+        # Missing at position 6, evaluated at 18: 12 steps of 10 min = 2 h since the gap.
+        (6, 18, 2.0),
+        # No gap in the array at all: history before it is not a reboot -> capped at 72 h.
+        (None, 18, failure.LOOKBACK_HOURS),
+    ],
+)
+def test_uptime_counts_hours_since_the_last_gap(gap_at: int | None, idx: int, expected_hours: float) -> None:
+    present = np.ones((1, 20), dtype=bool)
+    if gap_at is not None:
+        present[0, gap_at] = False
+    assert failure._hours_since_gap(present, np.array([idx]))[0, 0] == pytest.approx(expected_hours)
+
+
+def test_growth_is_the_slope_of_the_log_rate() -> None:
+    # Errors per hour grow as 200 * e^(0.1 t): log1p(rate) ~ ln 200 + 0.1 t, so the 12 h and 24 h
+    # growth features are ~0.1 per hour (log1p vs log differs by < 1/200 at these rates).
+    hours = np.arange(len(TS)) / 6.0
+    counter = np.cumsum(200 * np.exp(0.1 * hours) / 6.0)[None, :]
+    used = np.full_like(counter, 0.4)
+    metrics = {
+        failure.DISK_AVAIL: SIZE * (1 - used),
+        failure.DISK_SIZE: np.full_like(used, SIZE),
+        failure.EDAC: counter,
+    }
+    row = dict(zip(failure.FEATURES, failure.features(metrics, np.array([len(TS) - 1]))[0, 0], strict=True))
+    assert row["edac_growth_12h"] == pytest.approx(0.1, rel=0.02)
+    assert row["edac_growth_24h"] == pytest.approx(0.1, rel=0.02)
+    # A node without a restarts series has NaN growth (the trees route it), not zero.
+    assert math.isnan(row["restarts_growth_12h"])
