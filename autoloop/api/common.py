@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Final
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 GROUP: Final = "autoloop.x0tta6bl4.io"
@@ -49,8 +49,16 @@ _QUANTITY_SUFFIX: Final = {
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
 """A Go-style duration string, e.g. `30s`, `5m`, `1h30m`."""
 
+def _quantity_text(value: str | int | float) -> str | int | float:
+    """The apiserver enforces the pattern; library users of the models get the same refusal."""
+    if not re.fullmatch(QUANTITY_PATTERN, str(value)) or len(str(value)) > 64:
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 250m, 1, 512Mi)")
+    return value
+
+
 Quantity = Annotated[
     str | int | float,
+    AfterValidator(_quantity_text),
     WithJsonSchema({"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN, "maxLength": 64}),
 ]
 """A Kubernetes quantity: `250m`, `1`, `512Mi`. Integers are accepted as YAML writes them."""

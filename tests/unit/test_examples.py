@@ -22,3 +22,11 @@ def test_example_parses(path: Path) -> None:
     assert ours or path.name == "workload.yaml", f"{path.name} holds no autoloop resource"
     for doc in ours:
         MODELS[doc["kind"]].model_validate(doc)
+
+
+def test_a_broken_example_is_refused() -> None:
+    # The same check the test above relies on, shown to bite: a quantity the apiserver refuses.
+    doc = yaml.safe_load((EXAMPLES / "optimizationloop-usage.yaml").read_text())
+    doc["spec"]["knobs"]["cpu"]["min"] = "fifty"
+    with pytest.raises(ValueError, match="not a Kubernetes quantity"):
+        OptimizationLoop.model_validate(doc)
