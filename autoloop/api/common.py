@@ -49,6 +49,7 @@ _QUANTITY_SUFFIX: Final = {
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
 """A Go-style duration string, e.g. `30s`, `5m`, `1h30m`."""
 
+
 def _quantity_text(value: str | int | float) -> str | int | float:
     """The apiserver enforces the pattern; library users of the models get the same refusal."""
     if not re.fullmatch(QUANTITY_PATTERN, str(value)) or len(str(value)) > 64:
