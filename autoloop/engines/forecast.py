@@ -26,7 +26,9 @@ its held-out errors; at long horizons the fixed rules are scored as they are dep
 from their errors at every origin of the history, losses at the held-out origins. The fixed rules
 compete on score alone; a trained model must beat the best of them by more than one standard
 error (the one-standard-error rule). The GBM is then refit on all data, a fixed rule re-calibrated
-on its errors over the whole history.
+on its errors over the whole history. At long horizons, unless the GBM wins, the fixed rules are
+combined rather than chosen (`combination`): their calibrated quantile forecasts are averaged per
+quantile level, weighted by their held-out pinball loss at that level.
 Daily and weekly seasonality is detected from the autocorrelation at those lags and reported.
 """
 
@@ -92,6 +94,7 @@ CANDIDATES: Final[tuple[str, ...]] = (
     "profile_level",
     "gbm",
     "ensemble",
+    "combination",
 )
 
 # Long horizons (at least this many seconds: a quarter of a day) switch on the daily-profile
@@ -102,6 +105,13 @@ CANDIDATES: Final[tuple[str, ...]] = (
 # (each calibrated on the holdout).
 LONG_HORIZON_SECONDS: Final[float] = 6 * 3600.0
 PROFILE_CANDIDATES: Final[frozenset[str]] = frozenset({"recent_median", "seasonal_median", "profile_level"})
+# Long horizons: the fixed rules' quantile forecasts are averaged per quantile level with weights
+# exp(-(loss / best loss - 1) / T) from their held-out pinball loss at that level (an exponentially
+# weighted forecaster, Cesa-Bianchi & Lugosi, "Prediction, Learning, and Games", 2006, section 2.1,
+# on relative loss). T = 0.1: a rule 10 % worse than the best weighs 1/e of it, 30 % worse 5 %.
+# Measured (bench/forecast day ahead, generated series of bench/_rs_series.py): 0.05 and 0.2-0.4
+# gave about the same, T >= 1 (near-equal averaging) and per-level best (T -> 0) were worse.
+COMBINATION_TEMPERATURE: Final[float] = 0.1
 # Candidates with fitted parameters (the others are fixed rules).
 TRAINED: Final[frozenset[str]] = frozenset({"gbm", "ensemble"})
 
@@ -384,7 +394,7 @@ class Forecaster:
         rule_scores: dict[str, float] = {}
         long_horizon = self.horizon_seconds >= LONG_HORIZON_SECONDS
         for name in self.candidates:
-            if name == "ensemble" or (name in PROFILE_CANDIDATES and not long_horizon):
+            if name in ("ensemble", "combination") or (name in PROFILE_CANDIDATES and not long_horizon):
                 continue
             pred = self._predict_raw(name, s, val_t, hh, train_end=first_val)
             if pred is None:
@@ -434,6 +444,14 @@ class Forecaster:
         self.model_ = best
         self.offsets_, self.scaled_ = fitted[best]
         self.backtest_pinball_ = scores
+        self.combination_: _Combination | None = None
+        if long_horizon and best not in TRAINED and "combination" in self.candidates:
+            rules = {k: fitted[k] for k in rule_scores if k not in TRAINED}
+            self.combination_ = self._combine(s, hh, first_val, rules)
+            if self.combination_ is not None:
+                self.model_ = "combination"
+                scores["combination"] = self.combination_.backtest_pinball
+                return self
         if best in ("gbm", "ensemble"):
             self.gbm_ = self._fit_gbm(s, hh, train_end=n)
         else:
@@ -507,12 +525,56 @@ class Forecaster:
             return None
         best: tuple[np.ndarray, np.ndarray, bool] | None = None
         for scaled in (False, True):
-            unit = s.scale[t][:, None] if scaled else np.ones((len(t), 1))
+            unit = self._unit(s, t, scaled)
             off = _conformal_offsets((y[None] - pred) / unit[None], self.quantiles)
             loss = _origin_pinball(y[held], pred[:, held], unit[held], off, self.quantiles)
             if best is None or loss.mean() < best[0].mean():
                 best = (loss, off, scaled)
         return best
+
+    def _combine(
+        self, s: _Series, hh: np.ndarray, first_val: int, rules: dict[str, tuple[np.ndarray, bool]]
+    ) -> _Combination | None:
+        """Per-quantile weighted average of the fixed rules' calibrated quantile forecasts.
+
+        Each rule, with its offsets as deployed, forecasts every quantile at the held-out origins
+        (the last day's partly observed ones included); its pinball loss at each quantile level
+        sets its weight there, exp(-(loss / best loss - 1) / COMBINATION_TEMPERATURE). The best
+        median rule need not give the best tails, and averaging near-tied rules cancels part of
+        their errors. None with fewer than two rules available at every held-out origin."""
+        n = len(s.z)
+        count = min(HOLDOUT_MAX_ORIGINS, n - 1 - first_val)
+        t = np.unique(np.linspace(first_val, n - 2, count).astype(np.int64))
+        y = _take(s.z, t[:, None] + hh[None, :])
+        seen = np.isfinite(y)
+        names: list[str] = []
+        forecasts: list[np.ndarray] = []
+        for name, (off, scaled) in rules.items():
+            pred = self._predict_raw(name, s, t, hh, train_end=0)
+            if pred is None or not np.isfinite(pred).all():
+                continue
+            forecasts.append(pred + self._unit(s, t, scaled)[None] * off[:, None, :])
+            names.append(name)
+        if len(names) < 2 or not seen.any():
+            return None
+        qf = np.stack(forecasts)  # (rules, quantiles, origins, steps)
+        loss = np.zeros((len(names), len(self.quantiles)))
+        for qi, q in enumerate(self.quantiles):
+            d = np.where(seen[None], y[None] - qf[:, qi], 0.0)
+            loss[:, qi] = np.maximum(q * d, (q - 1.0) * d).sum(axis=(1, 2)) / seen.sum()
+        best = np.maximum(loss.min(axis=0, keepdims=True), np.finfo(float).tiny)
+        weights = np.exp(-(loss / best - 1.0) / COMBINATION_TEMPERATURE)
+        weights /= weights.sum(axis=0, keepdims=True)
+        combined = np.einsum("rq,rqth->qth", weights, qf)
+        score = 0.0
+        for qi, q in enumerate(self.quantiles):
+            d = np.where(seen, y - combined[qi], 0.0)
+            score += float(np.maximum(q * d, (q - 1.0) * d).sum() / seen.sum()) / len(self.quantiles)
+        return _Combination(tuple(names), weights, tuple(rules[k] for k in names), score)
+
+    def _unit(self, s: _Series, t: np.ndarray, scaled: bool) -> np.ndarray:
+        """(len(t), 1) unit of the interval offsets at origins t: the level, or 1."""
+        return s.scale[t][:, None] if scaled else np.ones((len(t), 1))
 
     def _fallback(self, s: _Series) -> None:
         """Too short to backtest: last value, offsets from one-step changes grown by sqrt(h)."""
@@ -605,9 +667,20 @@ class Forecaster:
         """Quantiles of the next `horizon_seconds / step_seconds` steps after the fitted series."""
         s: _Series = self.series_
         hh = np.arange(1, self._n_steps + 1)
-        raw = self._predict_raw(self.model_, s, np.array([len(s.z) - 1]), hh, train_end=0)
-        pred = raw[:, 0, :] if raw is not None else np.broadcast_to(s.z[-1], (len(self.quantiles), len(hh)))
-        values = pred + (s.scale[-1] if self.scaled_ else 1.0) * self.offsets_
+        last = np.array([len(s.z) - 1])
+        combo: _Combination | None = getattr(self, "combination_", None)
+        if combo is not None:
+            values = np.zeros((len(self.quantiles), len(hh)))
+            for name, w, (off, scaled) in zip(combo.rules, combo.weights, combo.offsets, strict=True):
+                raw = self._predict_raw(name, s, last, hh, train_end=0)
+                assert raw is not None  # every rule was available at the later held-out origins
+                values += w[:, None] * (raw[:, 0, :] + self._unit(s, last, scaled)[0] * off)
+        else:
+            raw = self._predict_raw(self.model_, s, last, hh, train_end=0)
+            pred = (
+                raw[:, 0, :] if raw is not None else np.broadcast_to(s.z[-1], (len(self.quantiles), len(hh)))
+            )
+            values = pred + (s.scale[-1] if self.scaled_ else 1.0) * self.offsets_
         values = np.maximum(np.sort(values, axis=0), 0.0)
         return QuantileForecast(
             timestamps=s.times[-1] + hh * s.step,
@@ -618,6 +691,16 @@ class Forecaster:
             backtest_pinball=dict(self.backtest_pinball_),
             seasonal_periods_seconds=self.seasonal_periods_,
         )
+
+
+@dataclass(frozen=True)
+class _Combination:
+    """Fixed rules averaged per quantile level (see `Forecaster._combine`)."""
+
+    rules: tuple[str, ...]
+    weights: np.ndarray  # (rules, quantiles), each column sums to 1
+    offsets: tuple[tuple[np.ndarray, bool], ...]  # each rule's (Q, H) offsets and whether scaled
+    backtest_pinball: float  # at the held-out origins, the weights fitted there
 
 
 @dataclass(frozen=True)

@@ -180,8 +180,16 @@ def test_day_ahead_uses_a_daily_profile_and_beats_yesterday() -> None:
     err_model = err_naive = 0.0
     for end in (10, 11, 12, 13):
         hist = t < end * DAY
-        fc = forecast.forecast(t[hist], v[hist], horizon_seconds=DAY, step_seconds=3600)
-        assert fc.model in ("seasonal_median", "profile_level", "seasonal_mean")
+        model = forecast.Forecaster(horizon_seconds=DAY, step_seconds=3600).fit(t[hist], v[hist])
+        fc = model.predict()
+        # The rules are averaged per quantile level; the median's weight sits on the profiles.
+        assert fc.model == "combination"
+        combo = model.combination_
+        assert combo is not None
+        profiles = [
+            i for i, r in enumerate(combo.rules) if r in ("seasonal_median", "profile_level", "seasonal_mean")
+        ]
+        assert combo.weights[profiles, 1].sum() > 0.5
         times, z = forecast.resample(t, v, 3600)
         at = np.searchsorted(times, fc.timestamps)
         err_model += float(np.abs(fc.quantile(0.5) - z[at]).mean())
@@ -233,3 +241,21 @@ def test_profile_level_carries_a_recent_step() -> None:
     assert level is not None and profile is not None
     assert abs(level[0, 0].mean() - 6.0) < 0.1 * 6.0
     assert abs(profile[0, 0].mean() - 10.0) < 0.1 * 10.0
+
+
+def test_combination_weights_follow_each_quantiles_loss() -> None:
+    # Two rules on a day profile whose level steps from 10 to 14 and back every other day (4
+    # steps a day). Whatever the losses, each quantile's weights are exp(-(L / L_min - 1) / T)
+    # normalised: the best rule at a level weighs most there, and the weights sum to one.
+    days, per_day = 20, 4
+    level = np.where(np.arange(days) % 2 == 0, 10.0, 14.0).repeat(per_day)
+    t = np.arange(days * per_day, dtype=float) * (DAY / per_day)
+    model = forecast.Forecaster(horizon_seconds=DAY, step_seconds=DAY / per_day)
+    model.fit(t, level + np.tile([0.0, 1.0, 2.0, 1.0], days))
+    combo = model.combination_
+    assert combo is not None and model.model_ == "combination"
+    assert combo.weights.sum(axis=0) == pytest.approx(np.ones(3))
+    # An alternating level is predicted exactly by the value 2 days back, i.e. by no rule here
+    # except partly by the 3-day mean: yesterday's value is off by 4 at every step.
+    naive = combo.rules.index("seasonal_naive_day")
+    assert (combo.weights[naive] < combo.weights.max(axis=0)).all()
