@@ -178,6 +178,11 @@ class LoopState(BaseModel):
     breaks; scaled by the forecast load when used, so it follows load changes."""
 
 
+def _rounded(values: dict[str, float]) -> dict[str, float]:
+    """Six significant digits: what an explanation needs, a third of the JSON of full floats."""
+    return {k: float(f"{v:.6g}") for k, v in values.items()}
+
+
 def _finite(values: list[float]) -> bool:
     return bool(values) and all(math.isfinite(v) for v in values)
 
@@ -620,5 +625,12 @@ class LoopEngine:
 
     @staticmethod
     def _record(st: LoopState, d: Decision) -> LoopState:
-        st.decisions = [*st.decisions, d][-MAX_DECISIONS:]
+        """Keep the decision without its per-rule verdicts and with rounded numbers: the caller
+        records the full decision (status `decisions[]`); the state, which lives in the CR status
+        too, needs only what the engine reads again (what was seen, done and measured)."""
+        e = d.explanation
+        kept = e.model_copy(update={"saw": _rounded(e.saw), "predicted": _rounded(e.predicted)})
+        st.decisions = [*st.decisions, d.model_copy(update={"verdicts": [], "explanation": kept})][
+            -MAX_DECISIONS:
+        ]
         return st

@@ -168,3 +168,16 @@ def test_steady_service_settles_without_oscillating() -> None:
     for (i, a), (j, b) in itertools.pairwise(applied):
         if j - i < CFG.reverse_hold_seconds / 300:
             assert {a.explanation.direction, b.explanation.direction} != {"up", "down"}
+
+
+def test_state_keeps_decisions_lean_and_returns_them_whole() -> None:
+    decisions, state, _ = run(dict(OVER), 30)
+    changed = [d for d in decisions if d.action == "change"]
+    assert changed and all(d.verdicts for d in changed)  # the caller gets every rule's verdict
+    stored = {d.id: d for d in state.decisions}
+    for d in changed:
+        if d.id in stored:
+            kept = stored[d.id]
+            assert kept.verdicts == []  # the status records them; the state does not repeat them
+            for key, value in d.explanation.saw.items():
+                assert kept.explanation.saw[key] == float(f"{value:.6g}")
