@@ -17,6 +17,7 @@ from autoloop.api.maintenanceplan import (
 )
 from autoloop.metrics.source import MetricsUnavailable, Series
 from autoloop.operator import draining, kube, wiring
+from autoloop.operator import maintenance_planning as planning
 from autoloop.operator import maintenanceplan as mp
 from autoloop.simulation.node_exporter import PREFIX, NodeModel, history_openmetrics
 
@@ -145,7 +146,7 @@ def test_blocker_queries_scope_user_queries_and_escape_alert_names() -> None:
 
 
 def test_node_queries_escape_the_node_name() -> None:
-    queries = mp.node_queries('evil"} or vector(1) or {"')
+    queries = planning.node_queries('evil"} or vector(1) or {"')
     assert 'instance="evil\\"} or vector(1) or {\\""' in queries["node_filesystem_avail_bytes"]
 
 
@@ -158,7 +159,7 @@ def test_node_queries_escape_the_node_name() -> None:
     ],
 )
 def test_duration_minutes(spec: dict[str, object], minutes: float) -> None:
-    assert mp.duration_minutes(plan(**spec)) == minutes
+    assert planning.duration_minutes(plan(**spec)) == minutes
 
 
 def pod(name: str, **kw: object) -> draining.Pod:
@@ -255,7 +256,7 @@ def node(name: str) -> kube.Node:
 
 
 def test_prometheus_down_means_unknown_not_healthy() -> None:
-    obs = mp.observe(
+    obs = planning.observe(
         FakeSource({"vector(1)": "PrometheusUnreachable"}),
         [node("a")],
         horizon_hours=24.0,
@@ -266,7 +267,7 @@ def test_prometheus_down_means_unknown_not_healthy() -> None:
 
 
 def test_a_node_without_series_is_unknown() -> None:
-    obs = mp.observe(
+    obs = planning.observe(
         FakeSource({"vector(1)": 1.0}), [node("a"), node("b")], horizon_hours=24.0, now=NOW.timestamp()
     )
     assert obs.down is None
