@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, Final
@@ -251,7 +252,7 @@ def patch_target(
             return
         except kube.Conflict:
             workload = kube.read_workload(clients, workload.namespace, ref, workload.container)
-            if current_settings(workload).wire() != seen:
+            if not settings_unchanged(seen, workload):
                 raise kube.Conflict(
                     f"{workload.kind} {workload.name} changed to {current_settings(workload).wire()} "
                     f"since the decision saw {seen}"
@@ -431,6 +432,7 @@ def run_strategic_refit(
     config: engine.LoopConfig,
     state: engine.LoopState,
     refits: BackgroundRefits[engine.StrategicRefit],
+    refit: Callable[[engine.LoopConfig, engine.LoopState], engine.StrategicRefit] = engine.strategic_refit,
 ) -> engine.LoopState:
     """Adopt a refit the worker finished; start one when due. Never waits for the worker."""
     key = f"{p.namespace}/{p.name}"
@@ -442,7 +444,7 @@ def run_strategic_refit(
         return state
     if engine.refit_due(config, state, p.now.timestamp()):
         snapshot = state.model_copy(deep=True)
-        refits.submit(key, lambda: engine.strategic_refit(config, snapshot))
+        refits.submit(key, lambda: refit(config, snapshot))
     return state
 
 
@@ -451,6 +453,17 @@ USAGE_STEP_SECONDS: Final = 60.0
 YOUNG_HISTORY_SAMPLES: Final = 600
 """Below this many one-minute samples the history is fetched again at a finer step (>= 1 s)."""
 APPLIED_ACTIONS: Final = frozenset({"Applied", "RolledBack", "Approved"})
+
+
+def metrics_unavailable(p: LoopPass, exc: MetricsUnavailable) -> None:
+    """No action until the metrics are back: say which and why."""
+    p.condition("MetricsAvailable", "False", exc.reason, exc.message, event="Warning")
+    p.waiting("MetricsUnavailable", f"no action until the metrics are back: {exc.message}")
+
+
+def pdb_status(clients: kube.Clients, namespace: str, workload: kube.Workload) -> safety.PdbStatus:
+    allowed = kube.pdb_disruptions_allowed(clients, namespace, workload.selector)
+    return safety.PdbStatus(present=allowed is not None, disruptions_allowed=allowed or 0)
 
 
 def is_usage_loop(loop: OptimizationLoop) -> bool:
@@ -512,8 +525,7 @@ def usage_decision(
     try:
         usage = fetch_usage(source, p.resource, p.namespace, end)
     except MetricsUnavailable as exc:
-        p.condition("MetricsAvailable", "False", exc.reason, exc.message, event="Warning")
-        p.waiting("MetricsUnavailable", f"no action until the usage metrics are back: {exc.message}")
+        metrics_unavailable(p, exc)
         return None
     cpu, memory = usage["cpu"], usage["memory"]
     times = np.union1d(cpu.timestamps, memory.timestamps)
@@ -523,7 +535,6 @@ def usage_decision(
         if d.action in APPLIED_ACTIONS and p.now - parse_time(d.time) <= timedelta(hours=1)
     ]
     last = parse_time(p.status.last_change_time).timestamp() if p.status.last_change_time else None
-    allowed = kube.pdb_disruptions_allowed(clients, p.namespace, workload.selector)
     observation = usage_loop.UsageObservation(
         settings=engine_settings(workload),
         timestamps=[float(t) for t in times],
@@ -537,7 +548,7 @@ def usage_decision(
         last_change_at=last,
         recent_change_times=tuple(changes),
         anomaly_active=anomaly_active,
-        pdb=safety.PdbStatus(present=allowed is not None, disruptions_allowed=allowed or 0),
+        pdb=pdb_status(clients, p.namespace, workload),
     )
     decision_id = f"{p.resource.spec.target_ref.name}-u{int(end)}"
     return usage_loop.usage_step(config, observation, end, decision_id)
@@ -578,9 +589,9 @@ def decide(
     loop = p.resource
     config = engine_config(loop, p.namespace).model_copy(update={"inline_refit": False})
     config = leave_to_autoscaler(p, clients, workload, config)
+    with telemetry.timed_step(KIND, "detect_anomalies"):
+        anomaly_active = detect_anomalies(p, source)
     if is_usage_loop(loop):
-        with telemetry.timed_step(KIND, "detect_anomalies"):
-            anomaly_active = detect_anomalies(p, source)
         with telemetry.timed_step(KIND, "decide"):
             found = usage_decision(p, clients, source, workload, config, anomaly_active)
         if found is not None:
@@ -597,12 +608,8 @@ def decide(
                 step_seconds=max(min(interval / 4, 15.0), 1.0),
             )
         except MetricsUnavailable as exc:
-            p.condition("MetricsAvailable", "False", exc.reason, exc.message, event="Warning")
-            p.waiting("MetricsUnavailable", f"no action until the metrics are back: {exc.message}")
+            metrics_unavailable(p, exc)
             return
-    with telemetry.timed_step(KIND, "detect_anomalies"):
-        anomaly_active = detect_anomalies(p, source)
-    allowed = kube.pdb_disruptions_allowed(clients, p.namespace, workload.selector)
     observation = engine.Observation(
         settings=engine_settings(workload),
         rps=windows.rps,
@@ -612,7 +619,7 @@ def decide(
         memory_per_pod=windows.memory_per_pod,
         oom_kills=windows.oom_kills,
         anomaly_active=anomaly_active,
-        pdb=safety.PdbStatus(present=allowed is not None, disruptions_allowed=allowed or 0),
+        pdb=pdb_status(clients, p.namespace, workload),
     )
     try:
         state = engine.LoopState.model_validate(p.status.engine_state or {})
@@ -716,8 +723,7 @@ def run_pass(p: LoopPass, memo: kopf.Memo) -> None:
         try:
             observed = observe(loop, workload, source, p.namespace)
         except MetricsUnavailable as exc:
-            p.condition("MetricsAvailable", "False", exc.reason, exc.message, event="Warning")
-            p.waiting("MetricsUnavailable", f"no action until the metrics are back: {exc.message}")
+            metrics_unavailable(p, exc)
             return
     p.condition("MetricsAvailable", "True", "Fresh", f"{len(observed)} objectives measured")
     p.status.observed = {k: round(v, 6) for k, v in observed.items()}

@@ -34,7 +34,6 @@ from autoloop.api.common import (
     parse_quantity,
     rfc3339,
 )
-from autoloop.api.optimizationloop import Settings
 from autoloop.api.resourceallocation import (
     Capacity,
     ResourceAllocation,
@@ -46,7 +45,7 @@ from autoloop.engines import allocate, forecast, safety
 from autoloop.metrics.demand import demand_query, fetch_history
 from autoloop.metrics.source import MetricSource, MetricsUnavailable, Series
 from autoloop.operator import kube, telemetry, wiring
-from autoloop.operator.optimizationloop import patch_target
+from autoloop.operator.optimizationloop import patch_target, status_settings
 from autoloop.operator.settings import OperatorSettings
 
 KIND: Final = ResourceAllocation.KIND
@@ -270,14 +269,6 @@ def step_toward(
             )
         out[knob] = value
     return out
-
-
-def knob_settings(knobs: dict[str, float]) -> Settings:
-    return Settings(
-        replicas=round(knobs["replicas"]) if "replicas" in knobs else None,
-        cpu=format_cpu(knobs["cpu_request"]) if "cpu_request" in knobs else None,
-        memory=format_memory(knobs["memory_request"]) if "memory_request" in knobs else None,
-    )
 
 
 def covers(knobs: dict[str, float], cpu_cores: float, memory_bytes: float, *, share: float = 1.0) -> bool:
@@ -506,7 +497,7 @@ def report_current(p: AllocPass, demands: list[Demand], horizon: float) -> None:
     allocations, coverages, cost = [], [], 0.0
     for d in demands:
         now = current_knobs(d.workload)
-        s = knob_settings(now)
+        s = status_settings(now)
         allocations.append(
             WorkloadAllocation(
                 name=d.workload.name,
@@ -593,7 +584,7 @@ def act(
         now = current_knobs(w)
         goal = target_knobs(by_name[w.name])
         step = step_toward(now, goal)
-        if knob_settings(step).wire() == knob_settings(now).wire():
+        if status_settings(step).wire() == status_settings(now).wire():
             continue  # already at its allocation
         allowed = kube.pdb_disruptions_allowed(clients, p.namespace, w.selector)
         change = safety.ProposedChange(
@@ -622,7 +613,7 @@ def act(
             ),
             context,
         )
-        proposed = knob_settings(step)
+        proposed = status_settings(step)
         if not verdict.accepted:
             action = "Blocked"
             blocked.append(f"{w.name}: {'; '.join(verdict.reasons())}")
@@ -642,7 +633,7 @@ def act(
             action=action,
             target=target,
             observed={"cpuCores": round(float(d.cpu_history.values[-1]), 6)},
-            current=knob_settings(now).wire(),
+            current=status_settings(now).wire(),
             proposed=proposed.wire(),
             predicted={
                 "cpuCores": round(d.cpu, 6),
@@ -651,7 +642,7 @@ def act(
             },
             verdicts=[RuleVerdict(rule=v.rule, passed=v.passed, reason=v.reason) for v in verdict.verdicts],
             explanation=(
-                f"allocation {knob_settings(goal).wire()} by {result.solver}; "
+                f"allocation {status_settings(goal).wire()} by {result.solver}; "
                 f"step {proposed.wire()} (max {MAX_STEP_PERCENT:g}% per pass)"
                 + (f" | safety: {'; '.join(verdict.reasons())}" if not verdict.accepted else "")
             )[:4000],
@@ -672,10 +663,12 @@ def act(
             patch_target(clients, w, proposed, decision_id=decision.id, owner=owner)
             changed += 1
             p.event(
-                "Normal", "Applied", f"{decision.id}: {proposed.wire()} towards {knob_settings(goal).wire()}"
+                "Normal",
+                "Applied",
+                f"{decision.id}: {proposed.wire()} towards {status_settings(goal).wire()}",
             )
         elif action == "Recommended":
-            p.event("Normal", "Recommended", f"{w.name}: {knob_settings(goal).wire()}")
+            p.event("Normal", "Recommended", f"{w.name}: {status_settings(goal).wire()}")
         else:
             p.event("Warning", "Blocked", f"{w.name}: {'; '.join(verdict.reasons())}"[:1000])
     if blocked:
@@ -694,7 +687,7 @@ def report_allocation(
     allocations = []
     for d in demands:
         a = by_name[d.workload.name]
-        now = knob_settings(current_knobs(d.workload))
+        now = status_settings(current_knobs(d.workload))
         allocations.append(
             WorkloadAllocation(
                 name=a.name,

@@ -6,8 +6,6 @@ import threading
 import time
 from datetime import UTC, datetime
 
-import pytest
-
 from autoloop.api.optimizationloop import OptimizationLoop, OptimizationLoopStatus
 from autoloop.engines import loop
 from autoloop.operator import optimizationloop, wiring
@@ -100,29 +98,27 @@ def _pass() -> optimizationloop.LoopPass:
     )
 
 
-def test_pass_does_not_wait_for_the_refit_and_adopts_it_later(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pass_does_not_wait_for_the_refit_and_adopts_it_later() -> None:
     state = _trained_state()
     config = CFG.model_copy(update={"inline_refit": False, "refit_interval_seconds": 60.0})
     state.last_refit_at = NOW.timestamp() - 120  # due
     gate = threading.Event()
     refits: BackgroundRefits[loop.StrategicRefit] = BackgroundRefits()
-    real = loop.strategic_refit
 
     def slow(cfg: loop.LoopConfig, st: loop.LoopState) -> loop.StrategicRefit:
         gate.wait(5)
-        return real(cfg, st)
+        return loop.strategic_refit(cfg, st)
 
-    monkeypatch.setattr(loop, "strategic_refit", slow)
     p = _pass()
     started = time.monotonic()
-    after = optimizationloop.run_strategic_refit(p, config, state, refits)
+    after = optimizationloop.run_strategic_refit(p, config, state, refits, slow)
     assert time.monotonic() - started < 1.0  # the refit is blocked; the pass is not
     assert after is state and refits.in_flight("ns/web") and not p.events
     # A second pass while it runs starts nothing new and changes nothing.
-    assert optimizationloop.run_strategic_refit(p, config, state, refits) is state
+    assert optimizationloop.run_strategic_refit(p, config, state, refits, slow) is state
     gate.set()
     for _ in range(300):  # later passes adopt it once it is done
-        after = optimizationloop.run_strategic_refit(p, config, after, refits)
+        after = optimizationloop.run_strategic_refit(p, config, after, refits, slow)
         if p.events:
             break
         time.sleep(0.01)
