@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -22,8 +23,10 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import watch
 
 from autoloop.api.common import GROUP
+from autoloop.operator import kube
 from autoloop.simulation.node_exporter import PREFIX, NodeModel, history_openmetrics
 from tests.cluster import operator_process as opp
 
@@ -317,6 +320,97 @@ def delete_plan(cp: Any, namespace: str, name: str) -> None:
     cp.kubectl("-n", namespace, "delete", "maintenanceplan", name, "--timeout=60s", check=False)
 
 
+class Timeline:
+    """What happened to one node, its plan and the namespace's pods, in etcd order.
+
+    Three watches (plan, node, pods) record each change with the resourceVersion that made it. All
+    objects of one apiserver take their resourceVersion from the same etcd revision counter, so
+    sorting by it gives the true order of writes across objects: the intent-before-act check runs
+    on the real apiserver, not on a recording fake.
+    """
+
+    def __init__(self, cp: Any, namespace: str, plan: str, node: str) -> None:
+        self.clients = kube.Clients.connect(str(cp.kubeconfig))
+        self.namespace, self.plan, self.node = namespace, plan, node
+        self.events: list[tuple[int, str]] = []
+        self.lock = threading.Lock()
+        self.watches: list[watch.Watch] = []
+        self.errors: list[Exception] = []
+        self.stopped = False
+        core, custom = self.clients.core, self.clients.custom
+        nodes = core.list_node(field_selector=f"metadata.name={node}")
+        self.cordoned = bool(nodes.items[0].spec.unschedulable)
+        pods = core.list_namespaced_pod(namespace)
+        self.pods = {p.metadata.name for p in pods.items}
+        plans = custom.list_namespaced_custom_object(GROUP, "v1alpha1", namespace, "maintenanceplans")
+        self.step: str | None = None
+        self.threads = [
+            self._start(
+                core.list_node,
+                (),
+                nodes.metadata.resource_version,
+                self._on_node,
+                field_selector=f"metadata.name={node}",
+            ),
+            self._start(core.list_namespaced_pod, (namespace,), pods.metadata.resource_version, self._on_pod),
+            self._start(
+                custom.list_namespaced_custom_object,
+                (GROUP, "v1alpha1", namespace, "maintenanceplans"),
+                plans["metadata"]["resourceVersion"],
+                self._on_plan,
+            ),
+        ]
+
+    def _start(self, fn: Any, args: tuple[Any, ...], rv: str, on: Any, **kw: Any) -> threading.Thread:
+        w = watch.Watch()
+        self.watches.append(w)
+
+        def run() -> None:
+            try:
+                for event in w.stream(fn, *args, resource_version=rv, timeout_seconds=300, **kw):
+                    on(event["type"], event["object"])
+            except Exception as exc:  # a watch that breaks before the end would miss writes
+                if not self.stopped:
+                    self.errors.append(exc)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    def _add(self, rv: str, what: str) -> None:
+        with self.lock:
+            self.events.append((int(rv), what))
+
+    def _on_node(self, _: str, obj: Any) -> None:
+        cordoned = bool(obj.spec.unschedulable)
+        if cordoned != self.cordoned:
+            self.cordoned = cordoned
+            self._add(obj.metadata.resource_version, "cordon" if cordoned else "uncordon")
+
+    def _on_pod(self, kind: str, obj: Any) -> None:
+        name = obj.metadata.name
+        if name in self.pods and (kind == "DELETED" or obj.metadata.deletion_timestamp is not None):
+            self.pods.discard(name)  # the first sign of its eviction only
+            self._add(obj.metadata.resource_version, f"evicted {name}")
+
+    def _on_plan(self, _: str, obj: dict[str, Any]) -> None:
+        if obj["metadata"]["name"] != self.plan:
+            return
+        entry = next((e for e in obj.get("status", {}).get("progress", []) if e["node"] == self.node), None)
+        if entry is not None and entry["step"] != self.step:
+            self.step = entry["step"]
+            self._add(obj["metadata"]["resourceVersion"], f"step {self.step}")
+
+    def ordered(self) -> list[str]:
+        """Stop watching; the recorded changes in etcd order."""
+        self.stopped = True
+        for w in self.watches:
+            w.stop()
+        assert not self.errors, f"a watch broke, changes may be missing: {self.errors}"
+        with self.lock:
+            return [what for _, what in sorted(self.events)]
+
+
 # -- tests -------------------------------------------------------------------------------------------
 
 
@@ -326,6 +420,7 @@ def test_requested_node_is_cordoned_drained_through_evictions_and_uncordoned(
     cp, node, owner = control_plane, "kwok-node-1", f"{namespace}/plan"
     deployment(cp, namespace, "web", replicas=2, node=node)
     before = {p["metadata"]["name"] for p in wait_ready(cp, namespace, "web", 2)}
+    timeline = Timeline(cp, namespace, "plan", node)
     apply_plan(
         cp,
         namespace,
@@ -355,6 +450,21 @@ def test_requested_node_is_cordoned_drained_through_evictions_and_uncordoned(
         what=f"{node} Done",
     )
     entry = progress(cp, namespace, "plan")[node]
+    # Intent before act, in etcd order: each step is in status before its action reaches the node
+    # or the pods, so a restart at any point resumes from a step that says what may have happened.
+    time.sleep(1)  # let the watches deliver the last writes
+    order = [("evicted" if e.startswith("evicted") else e) for e in timeline.ordered()]
+    assert order == [
+        "step Cordoned",
+        "cordon",
+        "step Draining",
+        "evicted",
+        "evicted",
+        "step Acting",
+        "step Uncordoning",
+        "uncordon",
+        "step Done",
+    ], order
     assert seen_cordoned == {node}, seen_cordoned
     # Both pods went through the Eviction API (counted from its 201 answers; RBAC grants no pod
     # delete). This assumes no other operator instance acts on the cluster meanwhile.
@@ -663,11 +773,17 @@ def test_pdb_blocking_the_drain_skips_the_node_and_force_needs_its_rbac(
     deployment(cp, namespace, "web", replicas=2, node=node)
     wait_ready(cp, namespace, "web", 2)
     pdb(cp, namespace, "web", app="web", min_available=1)
+    timeline = Timeline(cp, namespace, "plain", node)
     apply_plan(cp, namespace, "plain", {"nodes": [node], "mode": "Auto", "drain": dict(quick)})
     entry = finished("plain", "Skipped")
     assert "drain timed out" in entry["message"] and "web" in entry["message"], entry
+    assert "disruption budget" in entry["message"], entry  # the apiserver's 429 reason, kept
     assert entry["evicted"] == 1, entry
     opp.wait_until(lambda: not cordoned_by_us(cp, f"{namespace}/plain"), timeout=30, what="uncordoned")
+    time.sleep(1)  # let the watches deliver the last writes
+    order = [("evicted" if e.startswith("evicted") else e) for e in timeline.ordered()]
+    # One eviction passed, the second was refused until the timeout; Skipped is written first.
+    assert order == ["step Cordoned", "cordon", "step Draining", "evicted", "step Skipped", "uncordon"], order
     delete_plan(cp, namespace, "plain")
     cp.kubectl("-n", namespace, "delete", "deployment", "web", "--wait=false")
     cp.kubectl("-n", namespace, "delete", "pdb", "web")
