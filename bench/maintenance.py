@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import time
+from typing import Any
 
 import numpy as np
 
@@ -35,39 +36,20 @@ def main() -> None:
     parser.add_argument("--skip-schedule", action="store_true", help="prediction only")
     args = parser.parse_args()
     began = time.perf_counter()
-    if args.quick:
-        pairs = args.pairs or _maint_predict.QUICK_SEED_PAIRS
-        preds = [
-            _maint_predict.run(
-                n_nodes=150, days=24.0, split_day=16.0, train_nodes=400, train_seed=a, test_seed=b
-            )
-            for a, b in pairs
-        ]
-        rows = (
-            []
-            if args.skip_schedule
-            else _maint_schedule.run(
-                (50, 200, 1000),
-                annealing_sizes=(50,),
-                offsets=_maint_schedule.PLAN_OFFSETS_HOURS[::4],
-                seeds=(7,),
-            )
-        )
-    else:
-        pairs = args.pairs or _maint_predict.SEED_PAIRS
-        preds = [
-            _maint_predict.run(
-                n_nodes=400, days=30.0, split_day=20.0, train_nodes=800, train_seed=a, test_seed=b
-            )
-            for a, b in pairs
-        ]
-        rows = (
-            []
-            if args.skip_schedule
-            else _maint_schedule.run(
-                (50, 200, 1000), annealing_sizes=(50, 200, 1000), offsets=_maint_schedule.PLAN_OFFSETS_HOURS
-            )
-        )
+    # Quick: smaller fleets, two seed pairs, one schedule instance and a quarter of the plan starts.
+    size = (
+        {"n_nodes": 150, "days": 24.0, "split_day": 16.0, "train_nodes": 400}
+        if args.quick
+        else {"n_nodes": 400, "days": 30.0, "split_day": 20.0, "train_nodes": 800}
+    )
+    pairs = args.pairs or (_maint_predict.QUICK_SEED_PAIRS if args.quick else _maint_predict.SEED_PAIRS)
+    preds = [_maint_predict.run(**size, train_seed=a, test_seed=b) for a, b in pairs]
+    schedule_args: dict[str, Any] = (
+        {"annealing_sizes": (50,), "offsets": _maint_schedule.PLAN_OFFSETS_HOURS[::4], "seeds": (7,)}
+        if args.quick
+        else {"annealing_sizes": (50, 200, 1000), "offsets": _maint_schedule.PLAN_OFFSETS_HOURS}
+    )
+    rows = [] if args.skip_schedule else _maint_schedule.run((50, 200, 1000), **schedule_args)
     summary = _print_prediction(pairs, preds)
     if rows:
         _print_schedule(rows)
