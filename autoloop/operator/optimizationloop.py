@@ -34,6 +34,7 @@ from autoloop.api.optimizationloop import (
 )
 from autoloop.engines import anomaly, rca, safety, usage_loop
 from autoloop.engines import loop as engine
+from autoloop.metrics import demand
 from autoloop.metrics.queries import QueryRefused, builtin_query, scope_query, usage_query
 from autoloop.metrics.services import fetch_service_series
 from autoloop.metrics.source import MetricSource, MetricsUnavailable, Series
@@ -449,9 +450,6 @@ def run_strategic_refit(
 
 
 USAGE_HISTORY: Final = timedelta(days=7)
-USAGE_STEP_SECONDS: Final = 60.0
-YOUNG_HISTORY_SAMPLES: Final = 600
-"""Below this many one-minute samples the history is fetched again at a finer step (>= 1 s)."""
 APPLIED_ACTIONS: Final = frozenset({"Applied", "RolledBack", "Approved"})
 
 
@@ -477,23 +475,21 @@ def is_usage_loop(loop: OptimizationLoop) -> bool:
 def fetch_usage(
     source: MetricSource, loop: OptimizationLoop, namespace: str, end: float
 ) -> dict[str, Series]:
-    """Per-pod CPU (mean over pods) and memory (largest pod) over up to 7 days; a young workload's
-    short history is fetched again at a finer step so the recommender has samples to work on."""
+    """Per-pod CPU (mean over pods) and memory (largest pod) over up to 7 days, read like a
+    ResourceAllocation's demand history (a young workload's short history at a finer step)."""
     name = loop.spec.target_ref.name
-    wanted = {
-        "cpu": usage_query("cpu", namespace=namespace, workload=name, window="2m"),
-        "memory": usage_query("memory", namespace=namespace, workload=name, aggregate="max"),
+    start = end - USAGE_HISTORY.total_seconds()
+    return {
+        "cpu": demand.fetch_history(
+            source, usage_query("cpu", namespace=namespace, workload=name), start=start, end=end
+        ),
+        "memory": demand.fetch_history(
+            source,
+            usage_query("memory", namespace=namespace, workload=name, aggregate="max"),
+            start=start,
+            end=end,
+        ),
     }
-    out: dict[str, Series] = {}
-    for key, query in wanted.items():
-        start = end - USAGE_HISTORY.total_seconds()
-        series = source.range(query, start=start, end=end, step=USAGE_STEP_SECONDS)
-        if len(series) < YOUNG_HISTORY_SAMPLES:
-            first = float(series.timestamps[0]) if len(series) else end - 3600.0
-            step = max((end - first) / YOUNG_HISTORY_SAMPLES, 1.0)
-            series = source.range(query, start=first, end=end, step=step)
-        out[key] = series
-    return out
 
 
 def oom_times(source: MetricSource, loop: OptimizationLoop, namespace: str, end: float) -> list[float]:

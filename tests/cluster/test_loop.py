@@ -406,7 +406,7 @@ def test_loop_without_slo_signals_rightsizes_requests_from_usage(
         applied = [d for d in s.get("decisions", []) if d["action"] == "Applied"]
         return s if len(applied) >= 2 else None
 
-    s = opp.wait_until(shrunk, timeout=180, interval=2, what="two usage-driven changes applied")
+    s = opp.wait_until(shrunk, timeout=300, interval=2, what="two usage-driven changes applied")
     first = next(d for d in s["decisions"] if d["action"] == "Applied")
     assert "rightsize from usage" in first["explanation"], first
     assert {v["rule"] for v in first["verdicts"]} >= {"ownership", "bounds", "maxStep", "pdbHeadroom"}
