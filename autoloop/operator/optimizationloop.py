@@ -354,10 +354,16 @@ def resolve_pending(p: LoopPass, clients: kube.Clients, workload: kube.Workload)
 
 
 def approve_recommendation(p: LoopPass, clients: kube.Clients, workload: kube.Workload) -> bool:
-    """Apply the recommendation named by the approve annotation, exactly once; True if it did."""
+    """Apply the recorded recommendation named by the approve annotation, exactly once; True if it
+    did. Any Recommended decision still in the history can be approved, not only the newest: a pass
+    may record a newer one between the user reading an id and annotating it. Exactly once: its
+    `-approved` decision is recorded first, and the recommendation leaves the bounded history
+    before the approval does."""
     wanted = p.annotations.get(APPROVE_ANNOTATION)
-    rec = p.status.recommendation
-    if not wanted or rec is None or rec.approved or rec.decision_id != wanted:
+    if not wanted or any(d.id == f"{wanted}-approved" for d in p.status.decisions):
+        return False
+    recorded = next((d for d in p.status.decisions if d.id == wanted and d.action == "Recommended"), None)
+    if recorded is None:
         return False
     decision = Decision(
         id=f"{wanted}-approved",
@@ -365,11 +371,13 @@ def approve_recommendation(p: LoopPass, clients: kube.Clients, workload: kube.Wo
         action="Approved",
         target=f"{workload.kind}/{workload.name}",
         current=current_settings(workload).wire(),
-        proposed=rec.settings.wire(),
+        proposed=recorded.proposed,
         explanation=f"approved by annotation {APPROVE_ANNOTATION}={wanted}",
     )
     p.status.record(decision)
-    rec.approved = True
+    rec = p.status.recommendation
+    if rec is not None and rec.decision_id == wanted:
+        rec.approved = True
     apply_decision(p, clients, workload, decision)
     telemetry.DECISIONS.labels(kind=KIND, action="Approved").inc()
     p.event("Normal", "Approved", f"applied approved recommendation {wanted}: {decision.proposed}")
