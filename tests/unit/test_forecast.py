@@ -259,3 +259,53 @@ def test_combination_weights_follow_each_quantiles_loss() -> None:
     # except partly by the 3-day mean: yesterday's value is off by 4 at every step.
     naive = combo.rules.index("seasonal_naive_day")
     assert (combo.weights[naive] < combo.weights.max(axis=0)).all()
+
+
+def _weekly_days(days: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hourly samples: a daily shape (10 +- 5) times 0.5 on days 5 and 6 of every week, plus
+    N(0, 0.2) noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(days * 24, dtype=float) * 3600.0
+    weekend = np.where((t // DAY) % 7 >= 5, 0.5, 1.0)
+    return t, weekend * (10.0 + 5.0 * np.sin(2 * np.pi * t / DAY)) + rng.normal(0.0, 0.2, len(t))
+
+
+def test_day_ahead_with_under_two_weeks_uses_the_weekly_naive() -> None:
+    # 13 days of history end on day 13, a weekend day (13 % 7 = 6): the target day sits at half
+    # the weekday level. Every profile of the last 7 days (5 weekdays of 7) says the weekday
+    # level, mean 10; the value a day and a week earlier (days 12 and 6, weekend days) say 5.
+    # The weekly naive is defined only from day 7 on, after the holdout starts; it must still
+    # join the combination, having shown on day 12 that it knows weekends, and with the daily
+    # naive carry the median (mean within 10 % of 5).
+    t, v = _weekly_days(14, seed=11)
+    hist = t < 13 * DAY
+    model = forecast.Forecaster(horizon_seconds=DAY, step_seconds=3600).fit(t[hist], v[hist])
+    fc = model.predict()
+    combo = model.combination_
+    assert combo is not None
+    assert "seasonal_naive_week" in combo.rules
+    assert combo.weights[combo.rules.index("seasonal_naive_week"), 1] > 0.2
+    assert abs(fc.quantile(0.5).mean() - 5.0) < 0.1 * 5.0
+
+
+def test_rule_backtest_calibrates_each_origin_on_past_errors_only() -> None:
+    # Two series equal up to hour 200 and noisier after it (N(0, 3) added). The held-out
+    # quantile forecasts of a rule at origins up to 200 - 24 (their targets observed before the
+    # change) must be identical: the offsets there come from errors seen by then.
+    t, v = _noisy_days(12, seed=12)
+    t, v = t[::12], v[::12]  # hourly
+    rng = np.random.default_rng(13)
+    w = np.where(np.arange(len(v)) > 200, v + rng.normal(0.0, 3.0, len(v)), v)
+    hh = np.arange(1, 25)
+    held = np.arange(150, len(v) - 1)
+    out = []
+    for series in (v, w):
+        model = forecast.Forecaster(horizon_seconds=DAY, step_seconds=3600).fit(t, series)
+        bt = model._backtest_rule("seasonal_naive_day", model.series_, hh, held, units=(False,))
+        assert bt is not None
+        out.append(bt)
+    early = held <= 200 - 24
+    assert np.isfinite(out[0].forecasts[:, early]).all()
+    np.testing.assert_array_equal(out[0].forecasts[:, early], out[1].forecasts[:, early])
+    # ...while later origins, calibrated on the noisier errors, differ.
+    assert not np.allclose(out[0].forecasts[:, ~early], out[1].forecasts[:, ~early], equal_nan=True)
