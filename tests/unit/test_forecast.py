@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -53,6 +54,30 @@ def test_conformal_offsets_order_statistics() -> None:
     resid = np.arange(1.0, 20.0)[None, :, None].repeat(3, axis=0)
     out = forecast._conformal_offsets(resid, (0.05, 0.5, 0.95))
     assert out[:, 0].tolist() == [1.0, 10.0, 19.0]
+
+
+def test_conformal_offsets_pool_neighbouring_steps_per_quantile() -> None:
+    # 20 steps pool h +- round(0.1 * 20) = 2 steps; each quantile has its own residuals (a
+    # quantile model) and 30 % are missing. Reference: the order-statistic rule above applied to
+    # each pool, written out directly.
+    rng = np.random.default_rng(3)
+    resid = rng.normal(size=(3, 40, 20))
+    resid[rng.random(resid.shape) < 0.3] = np.nan
+    qs = (0.05, 0.5, 0.95)
+    out = forecast._conformal_offsets(resid, qs)
+    for qi, q in enumerate(qs):
+        for h in (0, 1, 10, 19):
+            pool = np.sort(resid[qi, :, max(0, h - 2) : h + 3].ravel())
+            pool = pool[np.isfinite(pool)]
+            n = len(pool)
+            k = (
+                math.ceil((n + 1) * q)
+                if q > 0.5
+                else math.floor((n + 1) * q)
+                if q < 0.5
+                else math.ceil(n * q)
+            )
+            assert out[qi, h] == pool[min(max(k, 1), n) - 1]
 
 
 def _daily_series(
