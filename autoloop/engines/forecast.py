@@ -13,7 +13,9 @@ How. The series is averaged into `step_seconds` bins. Candidates, simplest first
 * long horizons only (>= `LONG_HORIZON_SECONDS`): `recent_median`, the median of the last day;
   `seasonal_median`, a robust daily profile (median of the same time over the last `PROFILE_DAYS`
   days); `profile_level`, that profile shifted by the median gap between the last day and its own
-  profile (a level step carries over);
+  profile (a level step carries over); `profile_ratio`, the median daily shape (each value divided
+  by its trailing day's median level) times the last day's level (multiplicative seasonality: a
+  level step or growth scales the shape instead of being averaged into it);
 * `gbm`: scikit-learn histogram gradient boosting with quantile loss, one model per quantile,
   trained on (origin, step-ahead) pairs with lag, rolling-mean, seasonal-lag and time-of-day
   features, all divided by the recent level so one model serves every load level;
@@ -94,6 +96,7 @@ CANDIDATES: Final[tuple[str, ...]] = (
     "seasonal_mean",
     "seasonal_median",
     "profile_level",
+    "profile_ratio",
     "gbm",
     "ensemble",
     "combination",
@@ -106,7 +109,9 @@ CANDIDATES: Final[tuple[str, ...]] = (
 # for a short holdout to pick a lucky loser, and the GBM is compared with the rules on one footing
 # (each calibrated on the holdout).
 LONG_HORIZON_SECONDS: Final[float] = 6 * 3600.0
-PROFILE_CANDIDATES: Final[frozenset[str]] = frozenset({"recent_median", "seasonal_median", "profile_level"})
+PROFILE_CANDIDATES: Final[frozenset[str]] = frozenset(
+    {"recent_median", "seasonal_median", "profile_level", "profile_ratio"}
+)
 # Long horizons: the fixed rules' quantile forecasts are averaged per quantile level with weights
 # exp(-(loss / best loss - 1) / T) from their held-out pinball loss at that level (an exponentially
 # weighted forecaster, Cesa-Bianchi & Lugosi, "Prediction, Learning, and Games", 2006, section 2.1,
@@ -242,6 +247,7 @@ def _first_origin(rule: str, day: int) -> int:
         "seasonal_naive_day": 1,
         "seasonal_median": 1,
         "profile_level": 1,
+        "profile_ratio": 1,
         "seasonal_mean": SEASONAL_MEAN_DAYS,
         "seasonal_naive_week": DAYS_PER_WEEK,
     }
@@ -535,6 +541,7 @@ class Forecaster:
             "seasonal_naive_day": s.day,
             "seasonal_median": s.day,
             "profile_level": 2 * s.day,
+            "profile_ratio": s.day,
             "seasonal_mean": SEASONAL_MEAN_DAYS * s.day,
         }
         first = need.get(name, DAYS_PER_WEEK * s.day)
@@ -725,6 +732,12 @@ class Forecaster:
                 resid = s.z - _profile_values(s.z, now - 1, np.ones_like(now), s.day)
                 offset = _rolling_median(resid, s.day)[t]
                 point = point + np.nan_to_num(offset)[:, None]
+        elif name == "profile_ratio":
+            # Shape x level: each past value relative to the median of its own trailing day, so
+            # days at another level (before a step) still give the shape, at today's level.
+            point = _profile(s.z / s.scale, T, Hh, s.day)
+            if point is not None:
+                point = point * s.scale[t][:, None]
         elif name in ("gbm", "ensemble"):
             gbm = self._fit_gbm(s, hh, train_end=train_end) if train_end > 0 else self.gbm_
             if gbm is None:
