@@ -243,20 +243,28 @@ def test_origin_pinball_skips_unobserved_steps_and_weights_by_observed() -> None
     assert losses.mean() == pytest.approx(4.0 / 3.0)
 
 
+def _next_day_by_rules(t: np.ndarray, v: np.ndarray, *rules: str) -> list[np.ndarray]:
+    """Each fixed rule's raw hourly forecast of the day after the series."""
+    model = forecast.Forecaster(horizon_seconds=DAY, step_seconds=3600).fit(t, v)
+    s = model.series_
+    origin, hh = np.array([len(s.z) - 1]), np.arange(1, 25)
+    out = []
+    for rule in rules:
+        raw = model._predict_raw(rule, s, origin, hh, train_end=0)
+        assert raw is not None
+        out.append(raw[0, 0])
+    return out
+
+
 def test_profile_level_carries_a_recent_step() -> None:
     # The level drops by 4 eighteen hours before the end. The 7-day profile still says mean 10;
     # `profile_level` adds the median gap of the last day to its profile, which is -4 (18 of the
     # 24 gaps are after the step), so its forecast averages 10 - 4 = 6 (within 10 %).
     t, v = _noisy_days(10, seed=7)
     v = np.where(t < 9.25 * DAY, v, v - 4.0)
-    model = forecast.Forecaster(horizon_seconds=DAY, step_seconds=3600).fit(t, v)
-    s = model.series_
-    origin, hh = np.array([len(s.z) - 1]), np.arange(1, 25)
-    level = model._predict_raw("profile_level", s, origin, hh, train_end=0)
-    profile = model._predict_raw("seasonal_median", s, origin, hh, train_end=0)
-    assert level is not None and profile is not None
-    assert abs(level[0, 0].mean() - 6.0) < 0.1 * 6.0
-    assert abs(profile[0, 0].mean() - 10.0) < 0.1 * 10.0
+    level, profile = _next_day_by_rules(t, v, "profile_level", "seasonal_median")
+    assert abs(level.mean() - 6.0) < 0.1 * 6.0
+    assert abs(profile.mean() - 10.0) < 0.1 * 10.0
 
 
 def test_profile_ratio_scales_the_daily_shape_to_the_new_level() -> None:
@@ -266,15 +274,10 @@ def test_profile_ratio_scales_the_daily_shape_to_the_new_level() -> None:
     # the doubled amplitude (peak-to-trough ~20), each within 10-15 %.
     t, _ = _noisy_days(10, seed=8)
     t, v = _noisy_days(10, seed=8, level=np.where(t < 7 * DAY, 1.0, 2.0))
-    model = forecast.Forecaster(horizon_seconds=DAY, step_seconds=3600).fit(t, v)
-    s = model.series_
-    origin, hh = np.array([len(s.z) - 1]), np.arange(1, 25)
-    ratio = model._predict_raw("profile_ratio", s, origin, hh, train_end=0)
-    profile = model._predict_raw("seasonal_median", s, origin, hh, train_end=0)
-    assert ratio is not None and profile is not None
-    assert abs(ratio[0, 0].mean() - 20.0) < 0.1 * 20.0
-    assert abs(np.ptp(ratio[0, 0]) - 20.0) < 0.15 * 20.0
-    assert abs(profile[0, 0].mean() - 10.0) < 0.1 * 10.0
+    ratio, profile = _next_day_by_rules(t, v, "profile_ratio", "seasonal_median")
+    assert abs(ratio.mean() - 20.0) < 0.1 * 20.0
+    assert abs(np.ptp(ratio) - 20.0) < 0.15 * 20.0
+    assert abs(profile.mean() - 10.0) < 0.1 * 10.0
 
 
 def test_combination_weights_follow_each_quantiles_loss() -> None:
