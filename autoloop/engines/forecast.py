@@ -24,8 +24,9 @@ How. The series is averaged into `step_seconds` bins. Candidates, simplest first
 data before them) and calibrates each candidate's quantiles by split conformal prediction
 (conformalized quantile regression for the GBM), per step ahead, with errors in the input unit or
 divided by the level, whichever scores better. At short horizons every candidate is calibrated on
-its held-out errors; at long horizons the fixed rules are scored as they are deployed: offsets
-from their errors at every origin of the history, losses at the held-out origins. The fixed rules
+its held-out errors; at long horizons the fixed rules are scored as they are deployed, causally:
+at each held-out origin, offsets from their errors at the history's origins observed by then
+(deployed: from every error). The fixed rules
 compete on score alone; a trained model must beat the best of them by more than one standard
 error (the one-standard-error rule). The GBM is then refit on all data, a fixed rule re-calibrated
 on its errors over the whole history. At long horizons, unless the GBM wins, the fixed rules are
