@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
@@ -41,10 +40,11 @@ from autoloop.api.resourceallocation import (
     SolverReport,
     WorkloadAllocation,
 )
-from autoloop.engines import allocate, forecast, safety
-from autoloop.metrics.demand import demand_query, fetch_history
-from autoloop.metrics.source import MetricSource, MetricsUnavailable, Series
+from autoloop.engines import allocate, safety
+from autoloop.metrics.source import MetricSource, MetricsUnavailable
+from autoloop.operator import allocation_demand as demand
 from autoloop.operator import kube, telemetry, wiring
+from autoloop.operator.allocation_demand import Demand
 from autoloop.operator.optimizationloop import patch_target, status_settings
 from autoloop.operator.settings import OperatorSettings
 
@@ -52,15 +52,6 @@ KIND: Final = ResourceAllocation.KIND
 PLURAL: Final = ResourceAllocation.PLURAL
 BYTES_PER_GIB: Final = 2.0**30
 
-LOOKBACK_SECONDS: Final[float] = 14 * 86_400.0
-"""History read per metric: two weeks, so daily and weekly seasonality can be detected."""
-HORIZON_STEPS: Final[int] = 12
-"""Forecast steps per horizon when history allows (1 h horizon: 5-minute steps)."""
-MIN_HISTORY_BINS: Final[int] = 6
-"""Bins of history wanted at the forecast step; a shorter history gets a finer step."""
-MIN_FORECAST_STEP_SECONDS: Final[float] = 5.0
-MIN_ERROR_SAMPLES: Final[int] = 3
-"""Measured samples needed before a previous forecast is scored."""
 DEFAULT_MAX_REPLICAS: Final[int] = 10
 """Replica ceiling unless today's count (doubled) or sla.minReplicas is higher."""
 MIN_CPU_PER_POD_CORES: Final[float] = 0.01
@@ -71,7 +62,6 @@ COOLDOWN_SLACK_SECONDS: Final[float] = 1.0
 """A pass may run up to 0.5 s early (`wiring.is_due`): the cooldown is the interval less this."""
 COVERED: Final[float] = 1.0 - 1e-6
 """Coverage at or above this meets the SLA (allocations are rounded up to 1 m / 1 MiB)."""
-FORECAST_RANDOM_STATE: Final[int] = 0
 
 
 AllocPass = wiring.Pass[ResourceAllocation, ResourceAllocationStatus]
@@ -133,71 +123,6 @@ def node_capacity(
         allocate.Node(n.name, float(c), float(m) / BYTES_PER_GIB)
         for n, c, m in zip(nodes, cpu, mem, strict=True)
     )
-
-
-def forecast_step(horizon_seconds: float, history_seconds: float, sample_seconds: float) -> float:
-    """The forecast grid: HORIZON_STEPS per horizon, finer when the history is too short to hold
-    MIN_HISTORY_BINS of those, never finer than the samples (nor MIN_FORECAST_STEP_SECONDS)."""
-    step = horizon_seconds / HORIZON_STEPS
-    if history_seconds < MIN_HISTORY_BINS * step:
-        step = history_seconds / MIN_HISTORY_BINS
-    return max(step, sample_seconds, MIN_FORECAST_STEP_SECONDS)
-
-
-def sample_step(series: Series) -> float:
-    """The median spacing of a series' samples (seconds); 0 for fewer than two samples."""
-    if len(series) < 2:
-        return 0.0
-    return float(np.median(np.diff(series.timestamps)))
-
-
-def peak_forecast(series: Series, *, horizon_seconds: float, quantile: float) -> tuple[float, float]:
-    """(peak over the horizon of the `quantile` forecast, mean of the median forecast), input unit.
-
-    The allocation must hold for the whole horizon, so its demand is the highest step's quantile."""
-    span = float(series.timestamps[-1] - series.timestamps[0]) if len(series) else 0.0
-    step = forecast_step(horizon_seconds, span, sample_step(series))
-    fc = forecast.forecast(
-        series.timestamps,
-        series.values,
-        horizon_seconds=horizon_seconds,
-        step_seconds=step,
-        quantiles=(0.5, quantile),
-        random_state=FORECAST_RANDOM_STATE,
-    )
-    return float(np.max(fc.quantile(quantile))), float(np.mean(fc.quantile(0.5)))
-
-
-def pinball(y: np.ndarray, forecast_value: float, quantile: float) -> float:
-    """Mean pinball (quantile) loss of one forecast value against measured samples."""
-    diff = y - forecast_value
-    return float(np.mean(np.maximum(quantile * diff, (quantile - 1.0) * diff)))
-
-
-def forecast_error(previous: dict[str, float], measured: Series, quantile: float) -> float | None:
-    """Relative pinball loss of the scored CPU forecast (`scoredCpu`, made at `scoredAt`) against
-    the usage measured in its horizon so far: mean pinball loss / mean usage. None until
-    MIN_ERROR_SAMPLES are in."""
-    made_at, horizon = previous.get("scoredAt"), previous.get("horizonSeconds")
-    predicted = previous.get("scoredCpu")
-    if made_at is None or horizon is None or predicted is None:
-        return None
-    inside = (measured.timestamps > made_at) & (measured.timestamps <= made_at + horizon)
-    y = measured.values[inside]
-    if len(y) < MIN_ERROR_SAMPLES or float(np.mean(y)) <= 0:
-        return None
-    return pinball(y, predicted, quantile) / float(np.mean(y))
-
-
-def scored_forecast(previous: dict[str, float], cpu: float, now: float, horizon: float) -> dict[str, float]:
-    """The forecast kept for scoring: the previous one until its horizon is over, then this one.
-
-    Forecasts are remade every interval; scoring only the latest would see one interval of data.
-    Keeping one for a whole horizon scores it on the horizon it was made for."""
-    made_at, kept = previous.get("scoredAt"), previous.get("scoredCpu")
-    if made_at is not None and kept is not None and now < made_at + horizon:
-        return {"scoredAt": made_at, "scoredCpu": kept}
-    return {"scoredAt": now, "scoredCpu": round(cpu, 6)}
 
 
 def workload_demand(
@@ -354,33 +279,6 @@ def safety_policy(
 # --- the pass ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Demand:
-    """One workload's measured history and forecast, base units (cores, bytes, requests/s)."""
-
-    workload: kube.Workload
-    cpu: float
-    memory: float
-    cpu_median: float
-    rps: float | None
-    cpu_history: Series
-
-    def forecast_record(
-        self, now: float, horizon_seconds: float, previous: dict[str, float]
-    ) -> dict[str, float]:
-        out = {
-            "cpu": round(self.cpu, 6),
-            "memory": round(self.memory, 1),
-            "cpuMedian": round(self.cpu_median, 6),
-            "madeAt": now,
-            "horizonSeconds": horizon_seconds,
-            **scored_forecast(previous, self.cpu, now, horizon_seconds),
-        }
-        if self.rps is not None:
-            out["rps"] = round(self.rps, 4)
-        return out
-
-
 def discover_workloads(p: AllocPass, clients: kube.Clients) -> list[kube.Workload]:
     """The workloads the resource names, read from its namespace; missing ones are reported."""
     spec = p.resource.spec.workloads
@@ -429,39 +327,23 @@ def discover_workloads(p: AllocPass, clients: kube.Clients) -> list[kube.Workloa
 
 def measure(p: AllocPass, source: MetricSource, workloads: list[kube.Workload]) -> list[Demand] | None:
     """Fetch and forecast every workload; None (with MetricsAvailable=False naming them) if any lacks data."""
-    spec = p.resource.spec
-    horizon = parse_duration(spec.horizon).total_seconds()
+    horizon = parse_duration(p.resource.spec.horizon).total_seconds()
+    quantile = p.resource.spec.sla.quantile
     end = p.now.timestamp()
-    start = end - LOOKBACK_SECONDS
+    start = end - demand.LOOKBACK_SECONDS
     out: list[Demand] = []
     missing: list[str] = []
     for w in workloads:
         try:
-            history = {
-                r: fetch_history(
-                    source, demand_query(r, namespace=p.namespace, workload=w.name), start=start, end=end
+            out.append(
+                demand.forecast_demand(
+                    source, p.namespace, w, start=start, end=end, horizon_seconds=horizon, quantile=quantile
                 )
-                for r in ("cpu", "memory")
-            }
-            cpu, cpu_median = peak_forecast(
-                history["cpu"], horizon_seconds=horizon, quantile=spec.sla.quantile
             )
-            memory, _ = peak_forecast(history["memory"], horizon_seconds=horizon, quantile=spec.sla.quantile)
         except MetricsUnavailable as exc:
             missing.append(f"{w.name} ({exc.reason}: {exc.message[:160]})")
-            continue
         except ValueError as exc:  # too little history to forecast
             missing.append(f"{w.name} (ShortHistory: {exc})")
-            continue
-        rps: float | None
-        try:
-            rps_history = fetch_history(
-                source, demand_query("rps", namespace=p.namespace, workload=w.name), start=start, end=end
-            )
-            rps, _ = peak_forecast(rps_history, horizon_seconds=horizon, quantile=spec.sla.quantile)
-        except (MetricsUnavailable, ValueError):
-            rps = None  # not every workload serves HTTP; CPU and memory are what is allocated
-        out.append(Demand(w, cpu, memory, cpu_median, rps, history["cpu"]))
     if missing:
         names = ", ".join(m.split(" ", 1)[0] for m in missing)
         p.condition(
@@ -480,7 +362,7 @@ def record_forecast_error(p: AllocPass, demands: list[Demand]) -> None:
         e
         for d in demands
         if (
-            e := forecast_error(
+            e := demand.forecast_error(
                 previous.get(d.workload.name, {}), d.cpu_history, p.resource.spec.sla.quantile
             )
         )

@@ -11,7 +11,7 @@ from autoloop.api.resourceallocation import Capacity
 from autoloop.engines import allocate, safety
 from autoloop.metrics import demand
 from autoloop.metrics.source import MetricsUnavailable, Series
-from autoloop.operator import kube
+from autoloop.operator import allocation_demand, kube
 from autoloop.operator import resourceallocation as ra
 
 GIB = 2.0**30
@@ -91,11 +91,11 @@ def test_unmanaged_pods_take_their_share_of_each_node() -> None:
         (3600, 7 * 86400, 60, 300),  # long history: 12 steps per horizon
         (300, 120, 5, 20),  # 2 minutes of history: 25 s would give < 6 bins, 120 / 6 = 20 s
         (3600, 60, 15, 15),  # 60 / 6 = 10 s is finer than the 15 s samples
-        (300, 0, 0, ra.MIN_FORECAST_STEP_SECONDS),  # nothing at all: the floor
+        (300, 0, 0, allocation_demand.MIN_FORECAST_STEP_SECONDS),  # nothing at all: the floor
     ],
 )
 def test_forecast_step(horizon: float, history: float, sample: float, want: float) -> None:
-    assert ra.forecast_step(horizon, history, sample) == pytest.approx(want)
+    assert allocation_demand.forecast_step(horizon, history, sample) == pytest.approx(want)
 
 
 @pytest.mark.parametrize(
@@ -169,12 +169,14 @@ def test_forecast_error_relative_pinball() -> None:
     previous = {"scoredAt": 100.0, "horizonSeconds": 300.0, "scoredCpu": 2.0}
     # Samples at 150..400 (6 of them) all 1.0 below the forecast 2.0: loss (1 - 0.95) × 1 = 0.05,
     # divided by the mean demand 1.0.
-    assert ra.forecast_error(previous, measured, 0.95) == pytest.approx(0.05)
+    assert allocation_demand.forecast_error(previous, measured, 0.95) == pytest.approx(0.05)
     # Under-forecast by 0.5: loss 0.95 × 0.5 = 0.475.
-    assert ra.forecast_error({**previous, "scoredCpu": 0.5}, measured, 0.95) == pytest.approx(0.475)
-    assert ra.forecast_error({}, measured, 0.95) is None
+    assert allocation_demand.forecast_error({**previous, "scoredCpu": 0.5}, measured, 0.95) == pytest.approx(
+        0.475
+    )
+    assert allocation_demand.forecast_error({}, measured, 0.95) is None
     # Only one sample (t = 600) after a forecast made at 550: not scored yet.
-    assert ra.forecast_error({**previous, "scoredAt": 550.0}, measured, 0.95) is None
+    assert allocation_demand.forecast_error({**previous, "scoredAt": 550.0}, measured, 0.95) is None
 
 
 @pytest.mark.parametrize(
@@ -196,7 +198,7 @@ def test_forecast_error_relative_pinball() -> None:
 def test_scored_forecast_kept_for_one_horizon(
     previous: dict[str, float], now: float, want: dict[str, float]
 ) -> None:
-    assert ra.scored_forecast(previous, 1.5, now, 300.0) == want
+    assert allocation_demand.scored_forecast(previous, 1.5, now, 300.0) == want
 
 
 @pytest.mark.parametrize(
@@ -249,7 +251,7 @@ def test_peak_forecast_short_history() -> None:
     rng = np.random.default_rng(0)
     t = 1_000_000.0 + np.arange(0, 120, 5.0)
     series = Series(timestamps=t, values=2.0 + rng.normal(0, 0.02, len(t)))
-    peak, median = ra.peak_forecast(series, horizon_seconds=300, quantile=0.95)
+    peak, median = allocation_demand.peak_forecast(series, horizon_seconds=300, quantile=0.95)
     assert 1.95 <= median <= 2.05
     assert median <= peak <= 2.5
 
@@ -257,7 +259,7 @@ def test_peak_forecast_short_history() -> None:
 def test_peak_forecast_needs_three_bins() -> None:
     series = Series(timestamps=np.array([0.0, 5.0]), values=np.array([1.0, 1.0]))
     with pytest.raises(ValueError, match="at least"):
-        ra.peak_forecast(series, horizon_seconds=300, quantile=0.95)
+        allocation_demand.peak_forecast(series, horizon_seconds=300, quantile=0.95)
 
 
 # --- metrics.demand ------------------------------------------------------------------------------

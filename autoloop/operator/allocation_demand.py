@@ -1,0 +1,152 @@
+"""ResourceAllocation's demand: each workload's usage history from Prometheus, forecast over the
+horizon at the SLA quantile, and the forecast kept for scoring against what is measured next.
+
+Pure apart from `forecast_demand`, which reads Prometheus through a `MetricSource`; no Kubernetes
+calls (a workload is passed in, already read).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+from autoloop.engines import forecast
+from autoloop.metrics.demand import demand_query, fetch_history
+from autoloop.metrics.source import MetricSource, MetricsUnavailable, Series
+from autoloop.operator import kube
+
+LOOKBACK_SECONDS: Final[float] = 14 * 86_400.0
+"""History read per metric: two weeks, so daily and weekly seasonality can be detected."""
+HORIZON_STEPS: Final[int] = 12
+"""Forecast steps per horizon when history allows (1 h horizon: 5-minute steps)."""
+MIN_HISTORY_BINS: Final[int] = 6
+"""Bins of history wanted at the forecast step; a shorter history gets a finer step."""
+MIN_FORECAST_STEP_SECONDS: Final[float] = 5.0
+MIN_ERROR_SAMPLES: Final[int] = 3
+"""Measured samples needed before a previous forecast is scored."""
+FORECAST_RANDOM_STATE: Final[int] = 0
+
+
+def forecast_step(horizon_seconds: float, history_seconds: float, sample_seconds: float) -> float:
+    """The forecast grid: HORIZON_STEPS per horizon, finer when the history is too short to hold
+    MIN_HISTORY_BINS of those, never finer than the samples (nor MIN_FORECAST_STEP_SECONDS)."""
+    step = horizon_seconds / HORIZON_STEPS
+    if history_seconds < MIN_HISTORY_BINS * step:
+        step = history_seconds / MIN_HISTORY_BINS
+    return max(step, sample_seconds, MIN_FORECAST_STEP_SECONDS)
+
+
+def sample_step(series: Series) -> float:
+    """The median spacing of a series' samples (seconds); 0 for fewer than two samples."""
+    if len(series) < 2:
+        return 0.0
+    return float(np.median(np.diff(series.timestamps)))
+
+
+def peak_forecast(series: Series, *, horizon_seconds: float, quantile: float) -> tuple[float, float]:
+    """(peak over the horizon of the `quantile` forecast, mean of the median forecast), input unit.
+
+    The allocation must hold for the whole horizon, so its demand is the highest step's quantile."""
+    span = float(series.timestamps[-1] - series.timestamps[0]) if len(series) else 0.0
+    step = forecast_step(horizon_seconds, span, sample_step(series))
+    fc = forecast.forecast(
+        series.timestamps,
+        series.values,
+        horizon_seconds=horizon_seconds,
+        step_seconds=step,
+        quantiles=(0.5, quantile),
+        random_state=FORECAST_RANDOM_STATE,
+    )
+    return float(np.max(fc.quantile(quantile))), float(np.mean(fc.quantile(0.5)))
+
+
+def pinball(y: np.ndarray, forecast_value: float, quantile: float) -> float:
+    """Mean pinball (quantile) loss of one forecast value against measured samples."""
+    diff = y - forecast_value
+    return float(np.mean(np.maximum(quantile * diff, (quantile - 1.0) * diff)))
+
+
+def forecast_error(previous: dict[str, float], measured: Series, quantile: float) -> float | None:
+    """Relative pinball loss of the scored CPU forecast (`scoredCpu`, made at `scoredAt`) against
+    the usage measured in its horizon so far: mean pinball loss / mean usage. None until
+    MIN_ERROR_SAMPLES are in."""
+    made_at, horizon = previous.get("scoredAt"), previous.get("horizonSeconds")
+    predicted = previous.get("scoredCpu")
+    if made_at is None or horizon is None or predicted is None:
+        return None
+    inside = (measured.timestamps > made_at) & (measured.timestamps <= made_at + horizon)
+    y = measured.values[inside]
+    if len(y) < MIN_ERROR_SAMPLES or float(np.mean(y)) <= 0:
+        return None
+    return pinball(y, predicted, quantile) / float(np.mean(y))
+
+
+def scored_forecast(previous: dict[str, float], cpu: float, now: float, horizon: float) -> dict[str, float]:
+    """The forecast kept for scoring: the previous one until its horizon is over, then this one.
+
+    Forecasts are remade every interval; scoring only the latest would see one interval of data.
+    Keeping one for a whole horizon scores it on the horizon it was made for."""
+    made_at, kept = previous.get("scoredAt"), previous.get("scoredCpu")
+    if made_at is not None and kept is not None and now < made_at + horizon:
+        return {"scoredAt": made_at, "scoredCpu": kept}
+    return {"scoredAt": now, "scoredCpu": round(cpu, 6)}
+
+
+@dataclass(frozen=True)
+class Demand:
+    """One workload's measured history and forecast, base units (cores, bytes, requests/s)."""
+
+    workload: kube.Workload
+    cpu: float
+    memory: float
+    cpu_median: float
+    rps: float | None
+    cpu_history: Series
+
+    def forecast_record(
+        self, now: float, horizon_seconds: float, previous: dict[str, float]
+    ) -> dict[str, float]:
+        out = {
+            "cpu": round(self.cpu, 6),
+            "memory": round(self.memory, 1),
+            "cpuMedian": round(self.cpu_median, 6),
+            "madeAt": now,
+            "horizonSeconds": horizon_seconds,
+            **scored_forecast(previous, self.cpu, now, horizon_seconds),
+        }
+        if self.rps is not None:
+            out["rps"] = round(self.rps, 4)
+        return out
+
+
+def forecast_demand(
+    source: MetricSource,
+    namespace: str,
+    w: kube.Workload,
+    *,
+    start: float,
+    end: float,
+    horizon_seconds: float,
+    quantile: float,
+) -> Demand:
+    """One workload's CPU and memory (and requests/s when served) history and forecast.
+
+    Raises MetricsUnavailable when CPU or memory has no data, ValueError when the history is too
+    short to forecast."""
+    history = {
+        r: fetch_history(source, demand_query(r, namespace=namespace, workload=w.name), start=start, end=end)
+        for r in ("cpu", "memory")
+    }
+    cpu, cpu_median = peak_forecast(history["cpu"], horizon_seconds=horizon_seconds, quantile=quantile)
+    memory, _ = peak_forecast(history["memory"], horizon_seconds=horizon_seconds, quantile=quantile)
+    rps: float | None
+    try:
+        rps_history = fetch_history(
+            source, demand_query("rps", namespace=namespace, workload=w.name), start=start, end=end
+        )
+        rps, _ = peak_forecast(rps_history, horizon_seconds=horizon_seconds, quantile=quantile)
+    except (MetricsUnavailable, ValueError):
+        rps = None  # not every workload serves HTTP; CPU and memory are what is allocated
+    return Demand(w, cpu, memory, cpu_median, rps, history["cpu"])
