@@ -231,6 +231,17 @@ def test_day_ahead_follows_a_level_step() -> None:
     assert abs(fc.quantile(0.5).mean() - 20.0) < 0.15 * 20.0
 
 
+def test_quantile_losses_weight_origins() -> None:
+    # Median only (pinball = |error| / 2). Origin 0 errs by 2 on both steps (loss 1 each), origin 1
+    # by 4 on its one observed step (loss 2). Unweighted: (1 + 1 + 2) / 3 = 4/3. Origin weights
+    # 1 and 0.5: (1 + 1 + 0.5 * 2) / (1 + 1 + 0.5) = 1.2.
+    y = np.array([[2.0, 2.0], [4.0, np.nan]])
+    qf = np.zeros((1, 2, 2))
+    assert forecast._quantile_losses(y, qf, (0.5,)).tolist() == pytest.approx([4.0 / 3.0])
+    weighted = forecast._quantile_losses(y, qf, (0.5,), np.array([1.0, 0.5]))
+    assert weighted.tolist() == pytest.approx([1.2])
+
+
 def test_origin_pinball_skips_unobserved_steps_and_weights_by_observed() -> None:
     # Two origins, two steps, median only (pinball = |error| / 2). Origin 0: errors 2 and 4 ->
     # mean 1.5; origin 1: error 2, second step unobserved -> 1.0. Observed steps 2 and 1, mean
