@@ -26,8 +26,7 @@ data before them) and calibrates each candidate's quantiles by split conformal p
 divided by the level, whichever scores better. At short horizons every candidate is calibrated on
 its held-out errors; at long horizons the fixed rules are scored as they are deployed, causally:
 at each held-out origin, offsets from their errors at the history's origins observed by then
-(deployed: from every error). The fixed rules
-compete on score alone; a trained model must beat the best of them by more than one standard
+(deployed: from every error). The fixed rules compete on score alone; a trained model must beat the best of them by more than one standard
 error (the one-standard-error rule). The GBM is then refit on all data, a fixed rule re-calibrated
 on its errors over the whole history. At long horizons, unless the GBM wins, the fixed rules are
 combined rather than chosen (`combination`): their calibrated quantile forecasts are averaged per
@@ -121,9 +120,8 @@ PROFILE_CANDIDATES: Final[frozenset[str]] = frozenset(
 # gave about the same, T >= 1 (near-equal averaging) and per-level best (T -> 0) were worse.
 COMBINATION_TEMPERATURE: Final[float] = 0.1
 # ...with held-out losses discounted by age (discounted regret, Cesa-Bianchi & Lugosi 2006,
-# chapter 2): an origin this many horizons older than the
-# last counts half, so the weights follow the rules that work now, after a step or a new weekly
-# regime. Measured (day ahead; traces / generated seeds 1-2, 5-6, 9): no discount 13.0 / 13.8 /
+# chapter 2): an origin this many horizons older than the last counts half, so the weights follow
+# the rules that work now, after a step or a new weekly regime. Measured (day ahead; traces / generated seeds 1-2, 5-6, 9): no discount 13.0 / 13.8 /
 # 3.5 / -2.1 %; half-life 6 horizons 12.9 / 14.2 / 3.7 / -0.9; 2: 13.0 / 14.7 / 4.7 / 1.5;
 # 1: 13.6 / 15.1 / 7.1 / 2.7; 0.5: 12.3 / 11.9 / 11.3 / 0.4.
 COMBINATION_HALF_LIFE_HORIZONS: Final[float] = 1.0
@@ -249,17 +247,23 @@ def _profile(z: np.ndarray, T: np.ndarray, Hh: np.ndarray, day: int) -> np.ndarr
     return None if not np.isfinite(out).all() else out
 
 
+# Days of history a fixed rule needs behind an origin before it forecasts every step ahead
+# (`profile_level` re-levels by the last day's gap to a profile that itself needs a day).
+RULE_HISTORY_DAYS: Final[dict[str, int]] = {
+    "last_value": 0,
+    "recent_median": 0,
+    "seasonal_naive_day": 1,
+    "seasonal_median": 1,
+    "profile_ratio": 1,
+    "profile_level": 2,
+    "seasonal_mean": SEASONAL_MEAN_DAYS,
+    "seasonal_naive_week": DAYS_PER_WEEK,
+}
+
+
 def _first_origin(rule: str, day: int) -> int:
     """The first origin (index) at which fixed rule `rule` forecasts every step ahead."""
-    periods = {
-        "seasonal_naive_day": 1,
-        "seasonal_median": 1,
-        "profile_level": 1,
-        "profile_ratio": 1,
-        "seasonal_mean": SEASONAL_MEAN_DAYS,
-        "seasonal_naive_week": DAYS_PER_WEEK,
-    }
-    return max(0, periods.get(rule, 0) * day - 1)
+    return max(0, RULE_HISTORY_DAYS[rule] * day - 1)
 
 
 def _take(z: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -547,16 +551,7 @@ class Forecaster:
         the history (thinned to FULL_CALIBRATION_MAX_ORIGINS); None if too few. With `partial`
         the origins of the last horizon count too, their unobserved targets NaN: at a day ahead
         they are the only evidence of what happened in the last day (a restart, a step)."""
-        need = {
-            "last_value": 0,
-            "recent_median": 0,
-            "seasonal_naive_day": s.day,
-            "seasonal_median": s.day,
-            "profile_level": 2 * s.day,
-            "profile_ratio": s.day,
-            "seasonal_mean": SEASONAL_MEAN_DAYS * s.day,
-        }
-        first = need.get(name, DAYS_PER_WEEK * s.day)
+        first = RULE_HISTORY_DAYS[name] * s.day
         last = len(s.z) - 1 - len(hh)
         if last - first < len(hh):
             return None
@@ -617,8 +612,6 @@ class Forecaster:
             resid = (y_hist[None] - pred_hist) / self._unit(s, t, scaled)[None]
             qf = np.full_like(pred, np.nan)
             for block in blocks:
-                if not len(block):
-                    continue
                 c = held_t[block[0]]
                 complete = t[t + H <= c]
                 if len(complete) < 2 or complete[-1] - complete[0] < H:
@@ -645,9 +638,9 @@ class Forecaster:
         observed origins included) are scored per quantile level on the origins where every member
         is scored (rules scored over less than two horizons are left out); a rule's loss L at a level
         (discounted: an origin one horizon older counts half) sets its weight there,
-        exp(-(L / L_best - 1) / COMBINATION_TEMPERATURE). The best median
-        rule need not give the best tails, and averaging near-tied rules cancels part of their
-        errors. None with fewer than two rules."""
+        exp(-(L / L_best - 1) / COMBINATION_TEMPERATURE). The best median rule need not give the
+        best tails, and averaging near-tied rules cancels part of their errors. None with fewer
+        than two rules."""
         y = _take(s.z, held_t[:, None] + hh[None, :])
         usable = {k: np.isfinite(b.forecasts).all(axis=(0, 2)) for k, b in backtests.items()}
         # A rule needs two horizons of scored origins (the weekly naive joins ~9 days in).

@@ -62,12 +62,6 @@ def peak_forecast(series: Series, *, horizon_seconds: float, quantile: float) ->
     return float(np.max(fc.quantile(quantile))), float(np.mean(fc.quantile(0.5)))
 
 
-def pinball(y: np.ndarray, forecast_value: float, quantile: float) -> float:
-    """Mean pinball (quantile) loss of one forecast value against measured samples."""
-    diff = y - forecast_value
-    return float(np.mean(np.maximum(quantile * diff, (quantile - 1.0) * diff)))
-
-
 def forecast_error(previous: dict[str, float], measured: Series, quantile: float) -> float | None:
     """Relative pinball loss of the scored CPU forecast (`scoredCpu`, made at `scoredAt`) against
     the usage measured in its horizon so far: mean pinball loss / mean usage. None until
@@ -80,7 +74,7 @@ def forecast_error(previous: dict[str, float], measured: Series, quantile: float
     y = measured.values[inside]
     if len(y) < MIN_ERROR_SAMPLES or float(np.mean(y)) <= 0:
         return None
-    return pinball(y, predicted, quantile) / float(np.mean(y))
+    return forecast.pinball_loss(y, np.full(len(y), predicted), quantile) / float(np.mean(y))
 
 
 def scored_forecast(previous: dict[str, float], cpu: float, now: float, horizon: float) -> dict[str, float]:
