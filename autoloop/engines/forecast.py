@@ -6,7 +6,10 @@ cores, memory bytes, requests/s: any non-negative quantity) sampled at any step 
 Prometheus is typical), possibly with gaps; the output is, for each of the next
 `horizon_seconds / step_seconds` steps, the requested quantiles of the step's mean value.
 
-How. The series is averaged into `step_seconds` bins. Candidates, simplest first:
+How. The series is averaged into `step_seconds` bins. At long horizons a lasting level shift of
+at least REGIME_SHIFT_FACTOR starts a new regime: the history before it is rescaled to the new
+level (dropped if it sat at zero), so profiles and error histories describe the current level.
+Candidates, simplest first:
 * `last_value`: the last bin (naive);
 * `seasonal_naive_day` / `seasonal_naive_week`: the same time one day / one week earlier;
 * `seasonal_mean`: the mean of the same time over the last `SEASONAL_MEAN_DAYS` days;
@@ -137,6 +140,15 @@ ONLINE_CALIBRATION_BLOCK_FRACTION: Final[float] = 0.25
 # 5 minutes: 288 steps pooled over 59) the fit stays within a few seconds.
 ONLINE_CALIBRATION_MAX_BLOCKS: Final[int] = 24
 ONLINE_CALIBRATION_POOL_VALUES: Final[int] = 4000
+# Long horizons: a level shift by at least this factor (the median of the day after a point against
+# the day before it) that holds to the end of the series starts a new regime, and the history
+# before it is rescaled to the new level: profiles and error histories at another level mislead
+# every rule (an additive profile mixes both levels for a week, offsets carry the step itself),
+# while the daily shape and the relative noise carry over. Daily medians of the ten shared traces
+# and the generated series move by at most 2.6x outside bursts and one 100x step; weekly dips of
+# busy services stay within 2x. A shift to a level already seen earlier in the history (a weekend,
+# a recurring batch) is not a new regime, nor is one that has not yet lasted a day (a burst).
+REGIME_SHIFT_FACTOR: Final[float] = 3.0
 # Candidates with fitted parameters (the others are fixed rules).
 TRAINED: Final[frozenset[str]] = frozenset({"gbm", "ensemble"})
 
@@ -157,6 +169,9 @@ class QuantileForecast:
     """Mean pinball loss of each candidate on the held-out origins (input unit)."""
     seasonal_periods_seconds: tuple[int, ...] = ()
     """Detected seasonal periods (86400 daily, 604800 weekly)."""
+    regime_start: float | None = None
+    """Long horizons: Unix seconds where a lasting level shift (REGIME_SHIFT_FACTOR) started the
+    regime the forecast rescaled the earlier history to; None if there is none."""
 
     def quantile(self, q: float) -> np.ndarray:
         """The forecast at quantile `q` (one of `quantiles`)."""
@@ -264,6 +279,63 @@ RULE_HISTORY_DAYS: Final[dict[str, int]] = {
 def _first_origin(rule: str, day: int) -> int:
     """The first origin (index) at which fixed rule `rule` forecasts every step ahead."""
     return max(0, RULE_HISTORY_DAYS[rule] * day - 1)
+
+
+def _regime_start(z: np.ndarray, day: int) -> int:
+    """Index where the series' current level regime starts (0 if it spans the whole history).
+
+    A regime starts after index t when the median of the day after t differs from the median of
+    the day up to t by at least REGIME_SHIFT_FACTOR, every later day's median stays beyond the
+    geometric midpoint of the two, and the new level lies beyond every day-median before t by
+    the square root of the factor (it was never seen before). The latest such shift wins."""
+    n = len(z)
+    if n < 2 * day or day < 2:
+        return 0
+    floor = LEVEL_FLOOR_FRACTION * float(np.nanmedian(np.abs(z))) + 1e-12
+    log_level = np.log(np.maximum(np.nan_to_num(_rolling_median(np.abs(z), day), nan=floor), floor))
+    t = np.arange(day - 1, n - day)
+    before, after = log_level[t], log_level[t + day]
+    jump = after - before
+    threshold = math.log(REGIME_SHIFT_FACTOR)
+    # Running extremes of the day medians before each t (complete days only) and after t + day.
+    prefix_max = np.maximum.accumulate(log_level[day - 1 :])[t - (day - 1)]
+    prefix_min = np.minimum.accumulate(log_level[day - 1 :])[t - (day - 1)]
+    suffix_max = np.maximum.accumulate(log_level[::-1])[::-1][t + day]
+    suffix_min = np.minimum.accumulate(log_level[::-1])[::-1][t + day]
+    midpoint = 0.5 * (before + after)
+    up = (jump >= threshold) & (suffix_min > midpoint) & (after - prefix_max >= 0.5 * threshold)
+    down = (jump <= -threshold) & (suffix_max < midpoint) & (prefix_min - after >= 0.5 * threshold)
+    found = np.flatnonzero(up | down)
+    if not len(found):
+        return 0
+    # Around a step the jump stays above the threshold for up to a day, so the peak only says
+    # roughly where; the shift is the split that puts most points on their side of the midpoint.
+    last = found[-1]
+    cluster = found[found > last - day]
+    peak = cluster[np.argmax(np.abs(jump[cluster]))]
+    lo, hi = max(0, int(t[cluster[0]]) - day + 1), min(n, int(t[last]) + day + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        high = np.log(np.maximum(np.abs(z[lo:hi]), floor)) > midpoint[peak]
+    new_side = high if jump[peak] > 0 else ~high
+    new_side &= np.isfinite(z[lo:hi])
+    old_side = ~new_side & np.isfinite(z[lo:hi])
+    # Points on the old side before each split plus points on the new side from it on.
+    agree = np.concatenate([[0], np.cumsum(old_side)]) + np.concatenate(
+        [np.cumsum(new_side[::-1])[::-1], [0]]
+    )
+    start = lo + int(np.argmax(agree[1:])) + 1
+    # Less than a day at the new level is a burst until it has lasted longer.
+    return start if n - start >= day else 0
+
+
+def _regime_ratio(z: np.ndarray, start: int, day: int) -> float | None:
+    """How many times the level from `start` on exceeds the level before it (medians over up to a
+    week on each side, so weekly swings mostly cancel); None if the earlier level is zero, which
+    says nothing about the shape at the new one."""
+    week = DAYS_PER_WEEK * day
+    before = float(np.nanmedian(np.abs(z[max(0, start - week) : start])))
+    after = float(np.nanmedian(np.abs(z[start : start + week])))
+    return after / before if before > 0 and math.isfinite(after / before) else None
 
 
 def _take(z: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -431,6 +503,18 @@ class Forecaster:
         times, z = resample(np.asarray(timestamps), np.asarray(values), self.step_seconds)
         if len(z) < MIN_POINTS:
             raise ValueError(f"need at least {MIN_POINTS} steps of history, got {len(z)}")
+        long_horizon = self.horizon_seconds >= LONG_HORIZON_SECONDS
+        # Long horizons forecast at the current level regime (see REGIME_SHIFT_FACTOR).
+        day = max(1, round(SECONDS_PER_DAY / self.step_seconds))
+        start = _regime_start(z, day) if long_horizon else 0
+        self.regime_start_ = float(times[start]) if start else None
+        if start:
+            ratio = _regime_ratio(z, start, day)
+            if ratio is None:
+                times, z = times[start:], z[start:]
+            else:
+                z = z.copy()
+                z[:start] *= ratio
         s = _prepare(times, z, self.step_seconds)
         H = self._n_steps
         hh = np.arange(1, H + 1)
@@ -458,7 +542,6 @@ class Forecaster:
         fitted: dict[str, tuple[np.ndarray, bool]] = {}
         preds: dict[str, np.ndarray] = {}
         rule_scores: dict[str, float] = {}
-        long_horizon = self.horizon_seconds >= LONG_HORIZON_SECONDS
         # Long horizons: each fixed rule is backtested as deployed (`_RuleBacktest`), including
         # rules defined only from a later held-out origin on (the weekly naive on 8-14 days).
         held_t = np.unique(
@@ -786,6 +869,7 @@ class Forecaster:
             step_seconds=s.step,
             backtest_pinball=dict(self.backtest_pinball_),
             seasonal_periods_seconds=self.seasonal_periods_,
+            regime_start=self.regime_start_,
         )
 
 

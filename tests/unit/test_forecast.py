@@ -357,3 +357,76 @@ def test_rule_backtest_calibrates_each_origin_on_past_errors_only() -> None:
     np.testing.assert_array_equal(out[0].forecasts[:, early], out[1].forecasts[:, early])
     # ...while later origins, calibrated on the noisier errors, differ.
     assert not np.allclose(out[0].forecasts[:, ~early], out[1].forecasts[:, ~early], equal_nan=True)
+
+
+def _hourly_days(days: int, seed: int, level: np.ndarray | float = 1.0) -> np.ndarray:
+    """Hourly values: a daily shape times `level`, with 10 % multiplicative noise."""
+    rng = np.random.default_rng(seed)
+    hours = np.arange(days * 24)
+    shape = 1.0 + 0.5 * np.sin(2 * np.pi * hours / 24)
+    return shape * level * np.exp(rng.normal(0.0, 0.1, len(hours)))
+
+
+@pytest.mark.parametrize("factor", [10.0, 0.1, 100.0])
+def test_regime_start_finds_a_large_level_step_to_the_hour(factor: float) -> None:
+    hours = np.arange(10 * 24)
+    at = 7 * 24 + 5
+    z = _hourly_days(10, seed=7, level=np.where(hours < at, 1.0, factor))
+    assert abs(forecast._regime_start(z, 24) - at) <= 1
+
+
+def test_regime_start_ignores_small_steps_bursts_and_levels_seen_before() -> None:
+    hours = np.arange(14 * 24)
+    # A 2x step is within what daily and weekly swings do: no new regime.
+    assert forecast._regime_start(_hourly_days(14, 8, np.where(hours < 200, 1.0, 2.0)), 24) == 0
+    # A 20x burst that is still on after 12 h may yet end: not a regime before it has lasted a day.
+    assert forecast._regime_start(_hourly_days(14, 8, np.where(hours < 14 * 24 - 12, 1.0, 20.0)), 24) == 0
+    # A 30 h burst that ended two days ago: the level did not hold to the end.
+    burst = (hours >= 10 * 24) & (hours < 10 * 24 + 30)
+    assert forecast._regime_start(_hourly_days(14, 8, np.where(burst, 20.0, 1.0)), 24) == 0
+    # Weekends at a quarter of the weekday level, two weeks ending on a Sunday: seen before.
+    weekend = np.where((hours // 24) % 7 >= 5, 0.25, 1.0)
+    assert forecast._regime_start(_hourly_days(14, 8, weekend), 24) == 0
+    # ...while a series that only ever sat at one level and then moved 4x has a new regime.
+    assert forecast._regime_start(_hourly_days(14, 8, np.where(hours < 250, 1.0, 4.0)), 24) > 0
+
+
+def test_day_ahead_after_a_large_step_forecasts_from_the_new_regime() -> None:
+    # The level rises 100x two days before the end (a new workload, a traffic migration). Profiles
+    # and error histories from the old level would mix both levels for a week; the forecast for
+    # the next day must sit at the new level with an interval about as wide as its noise.
+    hours = np.arange(11 * 24)
+    at = 7 * 24 + 9
+    level = np.where(hours < at, 0.01, 1.0)
+    z = _hourly_days(11, seed=9, level=level)
+    t = hours * 3600.0
+    end = 10 * 24
+    model = forecast.Forecaster(horizon_seconds=DAY, step_seconds=3600).fit(t[:end], z[:end])
+    assert model.regime_start_ is not None and abs(model.regime_start_ - t[at]) <= 3600
+    fc = model.predict()
+    truth = z[end:]
+    q05, q50, q95 = fc.values
+    assert abs(q50.mean() / truth.mean() - 1.0) < 0.1
+    covered = np.mean((truth >= q05) & (truth <= q95))
+    assert covered >= 0.75
+    # 10 % noise: a 90 % interval spans about +-16 % of the level, not the step.
+    assert ((q95 - q05) / q50).mean() < 0.8
+
+
+def test_history_at_zero_before_a_new_regime_is_dropped_not_rescaled() -> None:
+    # An idle workload (exactly zero, a few tiny blips) starts serving: no rescaling of zeros can
+    # give the new level's shape, and blips rescaled by an infinite ratio would be absurd.
+    hours = np.arange(10 * 24)
+    at = 6 * 24 + 3
+    z = _hourly_days(10, seed=10, level=np.where(hours < at, 0.0, 2.0))
+    z[[20, 50, 90]] = 1e-6
+    t = hours * 3600.0
+    assert forecast._regime_ratio(z, at, 24) is None
+    assert forecast._regime_ratio(
+        _hourly_days(10, 10, np.where(hours < at, 1.0, 5.0)), at, 24
+    ) == pytest.approx(5.0, rel=0.1)
+    model = forecast.Forecaster(horizon_seconds=DAY, step_seconds=3600).fit(t, z)
+    assert model.regime_start_ is not None
+    assert len(model.series_.z) == len(z) - at
+    fc = model.predict()
+    assert np.isfinite(fc.values).all() and fc.values.max() < 10.0
