@@ -847,20 +847,27 @@ class Forecaster:
         s: _Series = self.series_
         hh = np.arange(1, self._n_steps + 1)
         last = np.array([len(s.z) - 1])
+        # A guard for relative units gone wrong: errors or a daily shape measured in units of a
+        # level near zero (a workload idle until hours ago), applied at today's level, can reach
+        # 1e9 times the series. No interval reaches further from its point than the history's
+        # whole range, and no quantile lies above its maximum plus that range.
+        reach = float(np.max(s.z) - np.min(s.z))
+        top = float(np.max(s.z)) + reach
         combo: _Combination | None = getattr(self, "combination_", None)
         if combo is not None:
             values = np.zeros((len(self.quantiles), len(hh)))
             for name, w, (off, scaled) in zip(combo.rules, combo.weights, combo.offsets, strict=True):
                 raw = self._predict_raw(name, s, last, hh, train_end=0)
                 assert raw is not None  # every rule was available at the later held-out origins
-                values += w[:, None] * (raw[:, 0, :] + self._unit(s, last, scaled)[0] * off)
+                spread = np.clip(self._unit(s, last, scaled)[0] * off, -reach, reach)
+                values += w[:, None] * (np.minimum(raw[:, 0, :], top) + spread)
         else:
             raw = self._predict_raw(self.model_, s, last, hh, train_end=0)
             pred = (
                 raw[:, 0, :] if raw is not None else np.broadcast_to(s.z[-1], (len(self.quantiles), len(hh)))
             )
-            values = pred + (s.scale[-1] if self.scaled_ else 1.0) * self.offsets_
-        values = np.maximum(np.sort(values, axis=0), 0.0)
+            values = pred + np.clip((s.scale[-1] if self.scaled_ else 1.0) * self.offsets_, -reach, reach)
+        values = np.clip(np.sort(values, axis=0), 0.0, top)
         return QuantileForecast(
             timestamps=s.times[-1] + hh * s.step,
             quantiles=self.quantiles,
