@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import ssl
 import subprocess
 import sys
@@ -20,13 +19,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.cluster.operator_process import fresh_namespace
 
 REPO = Path(__file__).resolve().parents[2]
 DEV = REPO / "dev"
@@ -207,16 +207,5 @@ def prometheus(control_plane: ControlPlane) -> Prometheus:
 @pytest.fixture
 def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace named after the test; deleted afterwards (without waiting)."""
-    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
-    name = f"t-{base}-{uuid.uuid4().hex[:6]}"
-    control_plane.kubectl("create", "namespace", name)
-    # The ServiceAccount controller creates `default` shortly after; pods need it (admission).
-    deadline = time.monotonic() + 30
-    while control_plane.kubectl("-n", name, "get", "serviceaccount", "default", check=False).returncode != 0:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"ServiceAccount default never appeared in {name}")
-        time.sleep(0.2)
-    try:
+    with fresh_namespace(control_plane, request.node.name) as name:
         yield name
-    finally:
-        control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,6 +152,25 @@ def start(control_plane: Any, prometheus_url: str, workdir: Path, *, tick: float
         op.stop()
         raise
     return op
+
+
+@contextmanager
+def fresh_namespace(control_plane: Any, base: str) -> Iterator[str]:
+    """A new namespace named after `base` (made unique), ready for pods; deleted afterwards
+    (without waiting)."""
+    base = re.sub(r"[^a-z0-9-]+", "-", base.lower()).strip("-")[:40].strip("-")
+    name = f"t-{base}-{uuid.uuid4().hex[:6]}"
+    control_plane.kubectl("create", "namespace", name)
+    # The ServiceAccount controller creates `default` shortly after; pods need it (admission).
+    deadline = time.monotonic() + 30
+    while control_plane.kubectl("-n", name, "get", "serviceaccount", "default", check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"ServiceAccount default never appeared in {name}")
+        time.sleep(0.2)
+    try:
+        yield name
+    finally:
+        control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def get_json(control_plane: Any, namespace: str, *args: str) -> dict[str, Any]:

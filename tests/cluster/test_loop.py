@@ -27,6 +27,25 @@ def operator(control_plane: Any, prometheus: Any, tmp_path_factory: Any) -> Iter
     yield from opp.operator_fixture(control_plane, prometheus, tmp_path_factory)
 
 
+def usage_worker() -> dict[str, Any]:
+    """10 rps × 0.01 core-s over 3 pods ≈ 0.03 core and ~100 MiB per pod, against requests of
+    2 cores and 1 GiB: what a usage loop should shrink."""
+    return deployment("worker", replicas=3, cpu="2", memory="1Gi", rps=10, cpu_per_request=0.01)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def usage_history(control_plane: Any, prometheus: Any) -> Iterator[str]:
+    """The namespace of a workload with usage history, created when this module starts.
+
+    A usage loop rightsizes from days of usage, and acts on a young workload only after a few
+    minutes of it (a forecast needs 60 samples at >= 5 s steps): the history accumulates while
+    the tests before the usage loop's run, as a real workload's does before a loop is declared.
+    """
+    with opp.fresh_namespace(control_plane, "usage-history") as namespace:
+        apply(control_plane, namespace, usage_worker())
+        yield namespace
+
+
 def deployment(
     name: str, *, replicas: int, cpu: str, memory: str, rps: float, cpu_per_request: float
 ) -> dict[str, Any]:
@@ -381,16 +400,15 @@ def test_patch_on_a_changed_target_is_refused_with_409(control_plane: Any, names
 
 
 def test_loop_without_slo_signals_rightsizes_requests_from_usage(
-    control_plane: Any, namespace: str, operator: Any
+    control_plane: Any, usage_history: str, operator: Any
 ) -> None:
     """No latency or error objective: the loop sizes CPU and memory requests from usage with the
     rightsizing recommender (the code bench/rightsizing replays), through the safety validator,
-    and leaves replicas alone. 10 rps × 0.01 core-s over 3 pods ≈ 0.03 core and ~100 MiB per pod
-    against requests of 2 cores and 1 GiB."""
+    and leaves replicas alone. The workload (`usage_worker`) has run since the module started."""
+    namespace = usage_history
     apply(
         control_plane,
         namespace,
-        deployment("worker", replicas=3, cpu="2", memory="1Gi", rps=10, cpu_per_request=0.01),
         loop(
             "worker",
             mode="Auto",
