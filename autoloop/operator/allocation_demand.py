@@ -7,8 +7,10 @@ calls (a workload is passed in, already read).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final, NamedTuple
 
 import numpy as np
 
@@ -27,6 +29,8 @@ MIN_FORECAST_STEP_SECONDS: Final[float] = 5.0
 MIN_ERROR_SAMPLES: Final[int] = 3
 """Measured samples needed before a previous forecast is scored."""
 FORECAST_RANDOM_STATE: Final[int] = 0
+LEVEL_SHIFT_TOLERANCE_SECONDS: Final[float] = 6 * 3600.0
+"""A level shift placed within this of the one recorded last pass is the same shift."""
 
 
 def forecast_step(horizon_seconds: float, history_seconds: float, sample_seconds: float) -> float:
@@ -45,8 +49,17 @@ def sample_step(series: Series) -> float:
     return float(np.median(np.diff(series.timestamps)))
 
 
-def peak_forecast(series: Series, *, horizon_seconds: float, quantile: float) -> tuple[float, float]:
-    """(peak over the horizon of the `quantile` forecast, mean of the median forecast), input unit.
+class PeakForecast(NamedTuple):
+    peak: float
+    """The highest step's `quantile` forecast over the horizon (input unit)."""
+    median: float
+    """The mean of the median forecast over the horizon."""
+    level_shift_at: float | None
+    """Where the forecaster found the current level regime to start (Unix s), if it did."""
+
+
+def peak_forecast(series: Series, *, horizon_seconds: float, quantile: float) -> PeakForecast:
+    """The forecast's peak at `quantile` and mean median over the horizon.
 
     The allocation must hold for the whole horizon, so its demand is the highest step's quantile."""
     span = float(series.timestamps[-1] - series.timestamps[0]) if len(series) else 0.0
@@ -59,7 +72,9 @@ def peak_forecast(series: Series, *, horizon_seconds: float, quantile: float) ->
         quantiles=(0.5, quantile),
         random_state=FORECAST_RANDOM_STATE,
     )
-    return float(np.max(fc.quantile(quantile))), float(np.mean(fc.quantile(0.5)))
+    return PeakForecast(
+        float(np.max(fc.quantile(quantile))), float(np.mean(fc.quantile(0.5))), fc.regime_start
+    )
 
 
 def forecast_error(previous: dict[str, float], measured: Series, quantile: float) -> float | None:
@@ -98,6 +113,9 @@ class Demand:
     cpu_median: float
     rps: float | None
     cpu_history: Series
+    level_shift_at: dict[str, float] = field(default_factory=dict)
+    """Per resource (`cpu`, `memory`): where a lasting level shift started the regime the
+    forecast rests on (Unix s; see `engines.forecast.REGIME_SHIFT_FACTOR`)."""
 
     def forecast_record(
         self, now: float, horizon_seconds: float, previous: dict[str, float]
@@ -112,7 +130,33 @@ class Demand:
         }
         if self.rps is not None:
             out["rps"] = round(self.rps, 4)
+        for resource, at in self.level_shift_at.items():
+            out[f"{resource}LevelShiftAt"] = at
         return out
+
+    def new_level_shifts(self, previous: dict[str, float]) -> dict[str, float]:
+        """The level shifts not in the previous record (`forecast_record`): a new one, or one
+        placed more than LEVEL_SHIFT_TOLERANCE_SECONDS away (not the same step re-located on a
+        moved forecast grid)."""
+        return {
+            r: at
+            for r, at in self.level_shift_at.items()
+            if abs(at - previous.get(f"{r}LevelShiftAt", -math.inf)) > LEVEL_SHIFT_TOLERANCE_SECONDS
+        }
+
+
+def level_shift_messages(demands: list[Demand], previous: dict[str, dict[str, float]]) -> list[str]:
+    """One line per level shift not in last pass's records (`previous`: workload name to its
+    `forecast` record), for a `LevelShift` Event."""
+    out = []
+    for d in demands:
+        for resource, at in d.new_level_shifts(previous.get(d.workload.name, {})).items():
+            since = datetime.fromtimestamp(at, tz=UTC).isoformat(timespec="minutes")
+            out.append(
+                f"{d.workload.name}: {resource} demand has held a new level since {since}; "
+                "the history before it is rescaled to that level for the forecast"
+            )
+    return out
 
 
 def forecast_demand(
@@ -133,14 +177,17 @@ def forecast_demand(
         r: fetch_history(source, demand_query(r, namespace=namespace, workload=w.name), start=start, end=end)
         for r in ("cpu", "memory")
     }
-    cpu, cpu_median = peak_forecast(history["cpu"], horizon_seconds=horizon_seconds, quantile=quantile)
-    memory, _ = peak_forecast(history["memory"], horizon_seconds=horizon_seconds, quantile=quantile)
+    cpu = peak_forecast(history["cpu"], horizon_seconds=horizon_seconds, quantile=quantile)
+    memory = peak_forecast(history["memory"], horizon_seconds=horizon_seconds, quantile=quantile)
     rps: float | None
     try:
         rps_history = fetch_history(
             source, demand_query("rps", namespace=namespace, workload=w.name), start=start, end=end
         )
-        rps, _ = peak_forecast(rps_history, horizon_seconds=horizon_seconds, quantile=quantile)
+        rps = peak_forecast(rps_history, horizon_seconds=horizon_seconds, quantile=quantile).peak
     except (MetricsUnavailable, ValueError):
         rps = None  # not every workload serves HTTP; CPU and memory are what is allocated
-    return Demand(w, cpu, memory, cpu_median, rps, history["cpu"])
+    shifts = {
+        r: f.level_shift_at for r, f in (("cpu", cpu), ("memory", memory)) if f.level_shift_at is not None
+    }
+    return Demand(w, cpu.peak, memory.peak, cpu.median, rps, history["cpu"], shifts)

@@ -352,6 +352,8 @@ def measure(p: AllocPass, source: MetricSource, workloads: list[kube.Workload]) 
         p.waiting("MetricsUnavailable", f"no action until metrics are back for {names}")
         return None
     p.condition("MetricsAvailable", "True", "Fresh", f"CPU and memory history for {len(out)} workloads")
+    for message in demand.level_shift_messages(out, {a.name: a.forecast for a in p.status.allocations}):
+        p.event("Normal", "LevelShift", message)
     return out
 
 

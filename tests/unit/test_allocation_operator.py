@@ -251,9 +251,34 @@ def test_peak_forecast_short_history() -> None:
     rng = np.random.default_rng(0)
     t = 1_000_000.0 + np.arange(0, 120, 5.0)
     series = Series(timestamps=t, values=2.0 + rng.normal(0, 0.02, len(t)))
-    peak, median = allocation_demand.peak_forecast(series, horizon_seconds=300, quantile=0.95)
+    peak, median, shift = allocation_demand.peak_forecast(series, horizon_seconds=300, quantile=0.95)
     assert 1.95 <= median <= 2.05
     assert median <= peak <= 2.5
+    assert shift is None
+
+
+def test_a_lasting_level_shift_is_recorded_once_per_shift() -> None:
+    # Five days at 0.1 core, then two at 1 core (10x, lasting): a day-ahead forecast rests on the
+    # new level, and the shift is in the status record; re-found a grid step away next pass it is
+    # the same shift (no new Event), a shift days later is new.
+    rng = np.random.default_rng(3)
+    t = np.arange(0, 7 * 86_400, 300.0)
+    at = 5 * 86_400 + 3600.0
+    level = np.where(t < at, 0.1, 1.0) * (1 + 0.3 * np.sin(2 * np.pi * t / 86_400))
+    series = Series(timestamps=t, values=level * np.exp(rng.normal(0, 0.05, len(t))))
+    fc = allocation_demand.peak_forecast(series, horizon_seconds=86_400, quantile=0.95)
+    assert fc.level_shift_at is not None and abs(fc.level_shift_at - at) <= 2 * 3600
+    assert 1.0 < fc.peak < 2.0 and 0.8 < fc.median < 1.2
+    d = allocation_demand.Demand(
+        workload(1, 1.0, 1e9), fc.peak, 1e9, fc.median, None, series, {"cpu": fc.level_shift_at}
+    )
+    record = d.forecast_record(float(t[-1]), 86_400, {})
+    assert record["cpuLevelShiftAt"] == fc.level_shift_at
+    assert d.new_level_shifts({}) == {"cpu": fc.level_shift_at}
+    assert d.new_level_shifts({"cpuLevelShiftAt": fc.level_shift_at - 3600}) == {}
+    assert d.new_level_shifts({"cpuLevelShiftAt": fc.level_shift_at - 3 * 86_400}) == {
+        "cpu": fc.level_shift_at
+    }
 
 
 def test_peak_forecast_needs_three_bins() -> None:
