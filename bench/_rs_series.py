@@ -79,3 +79,28 @@ def generate(days: int, seed: int) -> list[Series]:
     out.append(Series(f"gen-mem-step-{seed}", "memory", ts, base * mstep * ws * noise(0.02)))
     out.append(Series(f"gen-mem-growth-{seed}", "memory", ts, base * growth * ws * noise(0.02)))
     return out
+
+
+def generate_level_shifts(days: int, seed: int) -> list[Series]:
+    """CPU series (cores) around large level shifts, for the forecaster's regime handling: the
+    diurnal shape with, at a random minute of days 4-9, a x5 step, a x0.2 step and a start from
+    1 % of the level (new load); and two that must not count as a shift: weekends at a quarter
+    of the weekday level, and a 20x burst of 10-23 h on days 6-11."""
+    rng = np.random.default_rng(seed)
+    n = days * MINUTES_PER_DAY
+    m = np.arange(n, dtype=np.float64)
+    ts = 1_700_000_000.0 + 60.0 * m
+    noise = lambda s: np.exp(rng.normal(0, s, n))  # noqa: E731
+    at = rng.integers(4, min(10, days - 2)) * MINUTES_PER_DAY + rng.integers(0, MINUTES_PER_DAY)
+    out = [
+        Series(f"shift-x5-{seed}", "cpu", ts, np.where(m < at, 1.0, 5.0) * _diurnal(m, rng) * noise(0.1)),
+        Series(f"shift-x0.2-{seed}", "cpu", ts, np.where(m < at, 1.0, 0.2) * _diurnal(m, rng) * noise(0.1)),
+        Series(f"new-load-{seed}", "cpu", ts, np.where(m < at, 0.01, 1.0) * _diurnal(m, rng) * noise(0.1)),
+    ]
+    weekend = np.where((np.floor(m / MINUTES_PER_DAY) % 7) >= 5, 0.25, 1.0)
+    out.append(Series(f"weekend-4x-{seed}", "cpu", ts, weekend * _diurnal(m, rng) * noise(0.1)))
+    burst = np.ones(n)
+    start = rng.integers(6, min(12, days - 1)) * MINUTES_PER_DAY
+    burst[start : start + rng.integers(600, 1400)] = 20.0
+    out.append(Series(f"long-burst-{seed}", "cpu", ts, burst * _diurnal(m, rng) * noise(0.1)))
+    return out
