@@ -154,7 +154,7 @@ def level_shift_messages(demands: list[Demand], previous: dict[str, dict[str, fl
             since = datetime.fromtimestamp(at, tz=UTC).isoformat(timespec="minutes")
             out.append(
                 f"{d.workload.name}: {resource} demand has held a new level since {since}; "
-                "the history before it is rescaled to that level for the forecast"
+                "the forecast scales the history before it to that level (drops it if it was zero)"
             )
     return out
 
