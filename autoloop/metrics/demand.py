@@ -40,9 +40,15 @@ def demand_query(resource: str, *, namespace: str, workload: str, window: str = 
     raise ValueError(f"unknown resource {resource!r}; want one of {', '.join(RESOURCES)}")
 
 
-def _finite(series: Series) -> Series:
+def finite(series: Series) -> Series:
+    """The series without its NaN samples."""
     keep = np.isfinite(series.values)
     return Series(timestamps=series.timestamps[keep], values=series.values[keep])
+
+
+def coarse_step(start: float, end: float) -> float:
+    """The step that reads [start, end] in at most MAX_POINTS samples (never below MIN_STEP_SECONDS)."""
+    return max(MIN_STEP_SECONDS, math.ceil((end - start) / MAX_POINTS))
 
 
 def fetch_history(source: MetricSource, query: str, *, start: float, end: float) -> Series:
@@ -52,9 +58,9 @@ def fetch_history(source: MetricSource, query: str, *, start: float, end: float)
     coarse step; it is then read again over the span it covers at a step that gives it
     MIN_SAMPLES, so a forecaster sees its shape. Raises MetricsUnavailable when there is nothing.
     """
-    coarse = max(MIN_STEP_SECONDS, math.ceil((end - start) / MAX_POINTS))
+    coarse = coarse_step(start, end)
     try:
-        series = _finite(source.range(query, start=start, end=end, step=coarse))
+        series = finite(source.range(query, start=start, end=end, step=coarse))
     except MetricsUnavailable as exc:
         if exc.reason != "NoData":
             raise
@@ -65,7 +71,7 @@ def fetch_history(source: MetricSource, query: str, *, start: float, end: float)
         first = max(start, first)
         fine = max(MIN_STEP_SECONDS, (end - first) / MIN_SAMPLES)
         if fine < coarse:
-            series = _finite(source.range(query, start=first, end=end, step=fine))
+            series = finite(source.range(query, start=first, end=end, step=fine))
     if len(series) == 0:
         raise MetricsUnavailable("NaN", f"every sample is NaN: {query}")
     return series

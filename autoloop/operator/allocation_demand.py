@@ -15,7 +15,8 @@ from typing import Final, NamedTuple
 import numpy as np
 
 from autoloop.engines import forecast
-from autoloop.metrics.demand import demand_query, fetch_history
+from autoloop.metrics.demand import demand_query
+from autoloop.metrics.history_cache import HistoryCache
 from autoloop.metrics.source import MetricSource, MetricsUnavailable, Series
 from autoloop.operator import kube
 
@@ -161,6 +162,7 @@ def level_shift_messages(demands: list[Demand], previous: dict[str, dict[str, fl
 
 def forecast_demand(
     source: MetricSource,
+    histories: HistoryCache,
     namespace: str,
     w: kube.Workload,
     *,
@@ -174,14 +176,16 @@ def forecast_demand(
     Raises MetricsUnavailable when CPU or memory has no data, ValueError when the history is too
     short to forecast."""
     history = {
-        r: fetch_history(source, demand_query(r, namespace=namespace, workload=w.name), start=start, end=end)
+        r: histories.fetch(
+            source, demand_query(r, namespace=namespace, workload=w.name), start=start, end=end
+        )
         for r in ("cpu", "memory")
     }
     cpu = peak_forecast(history["cpu"], horizon_seconds=horizon_seconds, quantile=quantile)
     memory = peak_forecast(history["memory"], horizon_seconds=horizon_seconds, quantile=quantile)
     rps: float | None
     try:
-        rps_history = fetch_history(
+        rps_history = histories.fetch(
             source, demand_query("rps", namespace=namespace, workload=w.name), start=start, end=end
         )
         rps = peak_forecast(rps_history, horizon_seconds=horizon_seconds, quantile=quantile).peak

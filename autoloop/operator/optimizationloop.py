@@ -34,7 +34,7 @@ from autoloop.api.optimizationloop import (
 )
 from autoloop.engines import anomaly, rca, safety, usage_loop
 from autoloop.engines import loop as engine
-from autoloop.metrics import demand
+from autoloop.metrics.history_cache import HistoryCache
 from autoloop.metrics.queries import QueryRefused, builtin_query, scope_query, usage_query
 from autoloop.metrics.services import fetch_service_series
 from autoloop.metrics.source import MetricSource, MetricsUnavailable, Series
@@ -481,17 +481,18 @@ def is_usage_loop(loop: OptimizationLoop) -> bool:
 
 
 def fetch_usage(
-    source: MetricSource, loop: OptimizationLoop, namespace: str, end: float
+    source: MetricSource, loop: OptimizationLoop, namespace: str, end: float, histories: HistoryCache
 ) -> dict[str, Series]:
     """Per-pod CPU (mean over pods) and memory (largest pod) over up to 7 days, read like a
-    ResourceAllocation's demand history (a young workload's short history at a finer step)."""
+    ResourceAllocation's demand history (a young workload's short history at a finer step);
+    after the first pass only the newest samples are read (`histories`)."""
     name = loop.spec.target_ref.name
     start = end - USAGE_HISTORY.total_seconds()
     return {
-        "cpu": demand.fetch_history(
+        "cpu": histories.fetch(
             source, usage_query("cpu", namespace=namespace, workload=name), start=start, end=end
         ),
-        "memory": demand.fetch_history(
+        "memory": histories.fetch(
             source,
             usage_query("memory", namespace=namespace, workload=name, aggregate="max"),
             start=start,
@@ -523,11 +524,12 @@ def usage_decision(
     workload: kube.Workload,
     config: engine.LoopConfig,
     anomaly_active: bool,
+    histories: HistoryCache,
 ) -> engine.Decision | None:
     """The usage loop's decision for this pass; None (and a waiting condition) without metrics."""
     end = p.now.timestamp()
     try:
-        usage = fetch_usage(source, p.resource, p.namespace, end)
+        usage = fetch_usage(source, p.resource, p.namespace, end, histories)
     except MetricsUnavailable as exc:
         metrics_unavailable(p, exc)
         return None
@@ -588,6 +590,7 @@ def decide(
     source: MetricSource,
     workload: kube.Workload,
     refits: BackgroundRefits[engine.StrategicRefit],
+    histories: HistoryCache,
 ) -> None:
     """Run one engine step over the interval's windows and act on its decision."""
     loop = p.resource
@@ -597,7 +600,7 @@ def decide(
         anomaly_active = detect_anomalies(p, source)
     if is_usage_loop(loop):
         with telemetry.timed_step(KIND, "decide"):
-            found = usage_decision(p, clients, source, workload, config, anomaly_active)
+            found = usage_decision(p, clients, source, workload, config, anomaly_active, histories)
         if found is not None:
             act_on(p, clients, workload, found)
         return
@@ -743,7 +746,7 @@ def run_pass(p: LoopPass, memo: kopf.Memo) -> None:
     p.condition("Ready", "True", "Observing", "target found and metrics available")
     p.status.phase = "Recommending" if spec.mode == Mode.RECOMMEND else "Optimizing"
     try:
-        decide(p, clients, source, workload, memo.refits)
+        decide(p, clients, source, workload, memo.refits, memo.histories)
     except (kube.Conflict, kube.TargetNotFound) as exc:
         p.waiting("ApplyFailed", f"the target changed while applying; retrying next pass: {exc}")
 

@@ -41,6 +41,7 @@ from autoloop.api.resourceallocation import (
     WorkloadAllocation,
 )
 from autoloop.engines import allocate, safety
+from autoloop.metrics.history_cache import HistoryCache
 from autoloop.metrics.source import MetricSource, MetricsUnavailable
 from autoloop.operator import allocation_demand as demand
 from autoloop.operator import kube, telemetry, wiring
@@ -325,7 +326,9 @@ def discover_workloads(p: AllocPass, clients: kube.Clients) -> list[kube.Workloa
     return found
 
 
-def measure(p: AllocPass, source: MetricSource, workloads: list[kube.Workload]) -> list[Demand] | None:
+def measure(
+    p: AllocPass, source: MetricSource, histories: HistoryCache, workloads: list[kube.Workload]
+) -> list[Demand] | None:
     """Fetch and forecast every workload; None (with MetricsAvailable=False naming them) if any lacks data."""
     horizon = parse_duration(p.resource.spec.horizon).total_seconds()
     quantile = p.resource.spec.sla.quantile
@@ -337,7 +340,14 @@ def measure(p: AllocPass, source: MetricSource, workloads: list[kube.Workload]) 
         try:
             out.append(
                 demand.forecast_demand(
-                    source, p.namespace, w, start=start, end=end, horizon_seconds=horizon, quantile=quantile
+                    source,
+                    histories,
+                    p.namespace,
+                    w,
+                    start=start,
+                    end=end,
+                    horizon_seconds=horizon,
+                    quantile=quantile,
                 )
             )
         except MetricsUnavailable as exc:
@@ -643,7 +653,7 @@ def run_pass(p: AllocPass, memo: kopf.Memo) -> None:
         p.status.message = "suspended"
         return
     with telemetry.timed_step(KIND, "forecast"):
-        demands = measure(p, source, workloads)
+        demands = measure(p, source, memo.histories, workloads)
     if demands is None:
         return
     horizon = parse_duration(alloc.spec.horizon).total_seconds()

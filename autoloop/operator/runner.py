@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 
 from autoloop.api.common import GROUP
+from autoloop.metrics.history_cache import HistoryCache
 from autoloop.metrics.prometheus import PrometheusSource
 from autoloop.operator import kube, maintenanceplan, optimizationloop, resourceallocation, telemetry
 from autoloop.operator.refits import BackgroundRefits
@@ -55,6 +56,7 @@ def run(settings: OperatorSettings) -> None:
             settings.prometheus_url, timeout_seconds=settings.prometheus_timeout_seconds
         ),
         refits=BackgroundRefits(),
+        histories=HistoryCache(),
     )
     kopf.configure(verbose=False)
     # One INFO line per timer tick per object drowns everything else; keep warnings and errors.
