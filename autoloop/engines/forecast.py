@@ -282,18 +282,21 @@ def _first_origin(rule: str, day: int) -> int:
     return max(0, RULE_HISTORY_DAYS[rule] * day - 1)
 
 
-def _regime_start(z: np.ndarray, day: int) -> int:
+def _regime_start(z: np.ndarray, day: int, median: np.ndarray | None = None) -> int:
     """Index where the series' current level regime starts (0 if it spans the whole history).
 
     A regime starts after index t when the median of the day after t differs from the median of
     the day up to t by at least REGIME_SHIFT_FACTOR, every later day's median stays beyond the
     geometric midpoint of the two, and the new level lies beyond every day-median before t by
-    the square root of the factor (it was never seen before). The latest such shift wins."""
+    the square root of the factor (it was never seen before). The latest such shift wins.
+    `median`: `_day_median(z, day)` when already computed."""
     n = len(z)
     if n < 2 * day or day < 2:
         return 0
     floor = LEVEL_FLOOR_FRACTION * float(np.nanmedian(np.abs(z))) + 1e-12
-    log_level = np.log(np.maximum(np.nan_to_num(_rolling_median(np.abs(z), day), nan=floor), floor))
+    if median is None:
+        median = _day_median(z, day)
+    log_level = np.log(np.maximum(np.nan_to_num(median, nan=floor), floor))
     t = np.arange(day - 1, n - day)
     before, after = log_level[t], log_level[t + day]
     jump = after - before
@@ -363,13 +366,20 @@ class _Series:
         return (self.cumsum[t + 1] - self.cumsum[lo]) / (t + 1 - lo)
 
 
-def _prepare(times: np.ndarray, z: np.ndarray, step: float) -> _Series:
+def _day_median(z: np.ndarray, day: int) -> np.ndarray:
+    """Median of |z| over the last `day` steps up to each index (fewer at the start)."""
+    padded = np.concatenate([np.full(day - 1, np.nan), np.abs(z)])
+    return np.asarray(np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, day), axis=1))
+
+
+def _prepare(times: np.ndarray, z: np.ndarray, step: float, median: np.ndarray | None = None) -> _Series:
+    """`median`: `_day_median(z, day)` when already computed."""
     day = max(1, round(SECONDS_PER_DAY / step))
     cumsum = np.concatenate([[0.0], np.cumsum(z)])
     # The level is the median of |z| over the last day: a median, so one burst does not widen
     # every interval and squash every normalised feature for a whole day afterwards.
-    padded = np.concatenate([np.full(day - 1, np.nan), np.abs(z)])
-    median = np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, day), axis=1)
+    if median is None:
+        median = _day_median(z, day)
     # ...but never below the last few steps: during a burst the burst is the level the GBM sees
     # (its inputs stay near 1). Interval widths scale with the median alone, so one burst does
     # not multiply them by the burst's height.
@@ -507,7 +517,8 @@ class Forecaster:
         long_horizon = self.horizon_seconds >= LONG_HORIZON_SECONDS
         # Long horizons forecast at the current level regime (see REGIME_SHIFT_FACTOR).
         day = max(1, round(SECONDS_PER_DAY / self.step_seconds))
-        start = _regime_start(z, day) if long_horizon else 0
+        median: np.ndarray | None = _day_median(z, day)  # found again only if z is rescaled
+        start = _regime_start(z, day, median) if long_horizon else 0
         self.regime_start_ = float(times[start]) if start else None
         if start:
             ratio = _regime_ratio(z, start, day)
@@ -516,7 +527,8 @@ class Forecaster:
             else:
                 z = z.copy()
                 z[:start] *= ratio
-        s = _prepare(times, z, self.step_seconds)
+            median = None
+        s = _prepare(times, z, self.step_seconds, median)
         H = self._n_steps
         hh = np.arange(1, H + 1)
         self.series_ = s

@@ -13,6 +13,7 @@ from autoloop.metrics import demand
 from autoloop.metrics.source import MetricsUnavailable, Series
 from autoloop.operator import allocation_demand, kube
 from autoloop.operator import resourceallocation as ra
+from tests.unit.fake_source import FakeSource
 
 GIB = 2.0**30
 MIB = 2.0**20
@@ -300,32 +301,6 @@ def test_demand_queries_sum_over_pods_and_escape() -> None:
     assert 'service="web"' in demand.demand_query("rps", namespace="ns", workload="web")
     with pytest.raises(ValueError):
         demand.demand_query("gpu", namespace="ns", workload="web")
-
-
-class FakeSource:
-    """Answers range queries from one dense series (one sample a second), as Prometheus would."""
-
-    def __init__(self, first: float, end: float, *, fail: str | None = None) -> None:
-        self.first, self.end, self.fail = first, end, fail
-        self.calls: list[tuple[float, float, float]] = []
-
-    def instant(self, query: str, *, at: float | None = None) -> float:
-        """The same dense series at one instant (the allocation pass itself only reads ranges)."""
-        if self.fail:
-            raise MetricsUnavailable(self.fail, "refused")
-        if (at if at is not None else self.end) < self.first:
-            raise MetricsUnavailable("NoData", "empty")
-        return 1.0
-
-    def range(self, query: str, *, start: float, end: float, step: float) -> Series:
-        self.calls.append((start, end, step))
-        if self.fail:
-            raise MetricsUnavailable(self.fail, "refused")
-        grid = np.arange(start, end + 1e-9, step)
-        grid = grid[grid >= self.first]
-        if len(grid) == 0:
-            raise MetricsUnavailable("NoData", "empty")
-        return Series(timestamps=grid, values=np.ones_like(grid))
 
 
 def test_fetch_history_long_series_one_query() -> None:

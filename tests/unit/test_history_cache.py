@@ -7,36 +7,21 @@ import pytest
 
 from autoloop.metrics import demand, history_cache
 from autoloop.metrics.history_cache import HistoryCache
-from autoloop.metrics.source import MetricsUnavailable, Series
+from autoloop.metrics.source import MetricsUnavailable
+from tests.unit.fake_source import FakeSource
 
 WEEK = 7 * 86_400.0
 
 
-class Source:
-    """A range API over a function of time, as Prometheus evaluates it (start + k * step),
-    recording each call. `revised` values replace the function from a time on (late scrapes)."""
+class Source(FakeSource):
+    """A smooth series whose values from `revised_from` on are replaced (late scrapes)."""
 
     def __init__(self, first: float) -> None:
-        self.first = first
-        self.calls: list[tuple[float, float, float]] = []
+        super().__init__(first, first + 60 * 86_400.0)
         self.revised_from = np.inf
-        self.fail: str | None = None
 
     def value(self, t: np.ndarray) -> np.ndarray:
         return np.where(t >= self.revised_from, -1.0, np.sin(t / 5000.0) + 2.0)
-
-    def instant(self, query: str, *, at: float | None = None) -> float:
-        raise NotImplementedError
-
-    def range(self, query: str, *, start: float, end: float, step: float) -> Series:
-        self.calls.append((start, end, step))
-        if self.fail:
-            raise MetricsUnavailable(self.fail, "refused")
-        grid = np.arange(start, end + 1e-9, step)
-        grid = grid[grid >= self.first]
-        if not len(grid):
-            raise MetricsUnavailable("NoData", "empty")
-        return Series(timestamps=grid, values=self.value(grid))
 
 
 def test_second_read_asks_only_for_the_newest_samples_and_matches_a_full_read() -> None:
