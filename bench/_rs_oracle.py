@@ -110,11 +110,11 @@ def lagrangian_dp(
     """min over schedules of cost + lambda * overrun + mu * day_w * change days, for every
     (lambda, mu). `cost` and `over` are (slots, levels): the charge of holding each level in each
     slot. Returns the minima, shape (lambdas, mus), and with `track` the minimising schedules'
-    summed cost, overrun and day_w * change days.
+    summed cost, overrun and day_w * change days (carried along with the value, so they describe
+    one real schedule).
 
     State per (lambda, mu): the level and how many changes today saw (0 .. `max_changes`; with
-    None, "one or more" is a single state). With `track`, the cost, overrun and change days of the
-    minimising schedule are carried along with the value, so they describe one real schedule.
+    None, "one or more" is a single state).
     """
     n_states = 2 if max_changes is None else max_changes + 1
     lam = lambdas[:, None, None, None]
