@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     began = time.perf_counter()
     # Quick: smaller fleets, two seed pairs, one schedule instance and a quarter of the plan starts.
-    size = (
+    size: dict[str, Any] = (
         {"n_nodes": 150, "days": 24.0, "split_day": 16.0, "train_nodes": 400}
         if args.quick
         else {"n_nodes": 400, "days": 30.0, "split_day": 20.0, "train_nodes": 800}
