@@ -19,7 +19,9 @@ is relaxed so that the bound holds for every schedule the bench's gate can produ
   never more than any level inside the interval gives. Levels above the series' maximum are
   dominated by the maximum.
 The same DP charged at the grid levels themselves gives real schedules (achievable points). The
-least cost among them at overrun <= V and change days <= F shows how tight the bound is.
+least cost among them at overrun <= V and change days <= F shows how tight the bound is. (Their
+midnight changes are counted for whichever day suits; the bench's gate counts a change that takes
+effect at midnight for the day that ends, so a schedule may need such a change 15 min later.)
 
 Costs and overruns use the bench's day metrics: cost of a day = mean request / the series' mean
 usage; overrun of a day = usage area above the request / that day's usage area; both are
