@@ -167,25 +167,30 @@ def lagrangian_dp(
     )
 
 
-def sweep(series: list[_rs_series.Series], warmup_days: int, max_changes: int | None) -> OracleSweep:
-    """Pooled over `series` (their days after `warmup_days`), every (lambda, mu) of the grid."""
+def sweep(
+    series: list[_rs_series.Series], warmup_days: int, caps: tuple[int | None, ...]
+) -> dict[int | None, OracleSweep]:
+    """Pooled over `series` (their days after `warmup_days`), every (lambda, mu) of the grid, for
+    each cap on the changes of a change day (None: any number). A series' charges are computed
+    once for all caps."""
     scored = [(s, s.usage.size // MIN_PER_DAY - warmup_days) for s in series]
     n_total = sum(d for _, d in scored if d > 0)
+    w = 1.0 / n_total
     shape = (LAMBDAS.size, MUS.size)
-    lower, cost, overrun, chg = (np.zeros(shape) for _ in range(4))
+    sums = {cap: [np.zeros(shape) for _ in range(4)] for cap in caps}
     for s, days in scored:
         if days <= 0:
             continue
         norm = float(np.mean(s.usage)) or 1.0
         u = s.usage[warmup_days * MIN_PER_DAY : (warmup_days + days) * MIN_PER_DAY]
         ch = slot_charges(u, days, norm, n_total)
-        w = 1.0 / n_total
-        lower += lagrangian_dp(ch.cost_low, ch.overrun, day_w=w, max_changes=max_changes, track=False)[0]
-        _, c, o, n = lagrangian_dp(ch.cost, ch.overrun, day_w=w, max_changes=max_changes, track=True)
-        cost += c
-        overrun += o
-        chg += n
-    return OracleSweep(lower, cost, overrun, chg)
+        for cap, (lower, cost, overrun, chg) in sums.items():
+            lower += lagrangian_dp(ch.cost_low, ch.overrun, day_w=w, max_changes=cap, track=False)[0]
+            _, c, o, n = lagrangian_dp(ch.cost, ch.overrun, day_w=w, max_changes=cap, track=True)
+            cost += c
+            overrun += o
+            chg += n
+    return {cap: OracleSweep(*parts) for cap, parts in sums.items()}
 
 
 def bounds(sw: OracleSweep, overrun: float, change_fraction: float) -> tuple[float, float]:

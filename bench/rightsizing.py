@@ -320,8 +320,7 @@ def run(quick: bool) -> dict[str, float]:
     )
     cpu_series = [s for s in series if s.resource == "cpu"]
     print("clairvoyant cost ratio to VPA at VPA's CPU overrun: lower bound / achieved by a DP schedule")
-    for max_changes in (1, None):
-        sweep = _rs_oracle.sweep(cpu_series, WARMUP_DAYS, max_changes)
+    for max_changes, sweep in _rs_oracle.sweep(cpu_series, WARMUP_DAYS, (1, None)).items():
         for share in (ORACLE_CHANGE_DAYS, 1.0):
             low, achieved = _rs_oracle.bounds(sweep, vpa_over, share)
             per_day = "1 change" if max_changes == 1 else "any changes"

@@ -77,7 +77,7 @@ def test_charges_add_up_to_the_bench_day_metrics() -> None:
 def test_no_schedule_beats_the_lower_bound() -> None:
     """Off-grid levels, changes anywhere: cost >= L(lambda, mu) - lambda * overrun - mu * change days."""
     series = [_series(3, 3), _series(3, 4)]
-    sweep = _rs_oracle.sweep(series, warmup_days=1, max_changes=None)
+    sweep = _rs_oracle.sweep(series, warmup_days=1, caps=(None,))[None]
     rng = np.random.default_rng(5)
     n_total = 4
     spd = _rs_oracle.SLOTS_PER_DAY
