@@ -1,6 +1,8 @@
 """bench/rightsizing: replay usage series through four recommenders behind one actuation gate.
 
-Run: `python -m bench.rightsizing` (full) or `python -m bench.rightsizing --quick`.
+Run: `python -m bench.rightsizing` (full) or `python -m bench.rightsizing --quick`;
+`--seeds 3,4,5,6` replays only generated series of those seeds (12 days each), series that no
+choice in the engine was made on.
 
 Recommenders (each sees only the past): (a) static request, (b) the Kubernetes VPA recommender
 (bench/_rs_vpa.py), (c) Google Autopilot's moving window (bench/_rs_autopilot.py), (d) autoloop
@@ -251,9 +253,12 @@ def bootstrap(
     return stat(values), float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))
 
 
-def run(quick: bool) -> dict[str, float]:
+def run(quick: bool, seeds: tuple[int, ...] = ()) -> dict[str, float]:
     t_start = time.perf_counter()
-    if quick:
+    if seeds:
+        # Series no choice was made on: generated with other seeds, replayed the same way.
+        series = [s for k in seeds for s in _rs_series.generate(days=12, seed=k)]
+    elif quick:
         series = _rs_series.load_traces(max_days=6)[::2] + _rs_series.generate(days=6, seed=1)
     else:
         series = (
@@ -351,8 +356,14 @@ def run(quick: bool) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter series (< 1 min)")
+    parser.add_argument(
+        "--seeds",
+        type=lambda text: tuple(int(k) for k in text.split(",")),
+        default=(),
+        help="replay only generated series of these seeds, e.g. 3,4,5,6 (unseen series)",
+    )
     args = parser.parse_args()
-    print(json.dumps(run(args.quick)))
+    print(json.dumps(run(args.quick, args.seeds)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Range histories kept between passes: a days-long window is read once, then only extended.
 
-A usage loop reads 7 days of CPU and memory every pass and a ResourceAllocation 14 days per
+A usage loop reads 14 days of CPU and memory every pass and a ResourceAllocation 14 days per
 workload, minutes apart: up to MAX_POINTS samples per query each time, almost all of them the same
 as last pass. `HistoryCache.fetch` reads a query's window once with `demand.fetch_history`, then
 asks Prometheus only for the samples since the last one it holds (re-reading the last

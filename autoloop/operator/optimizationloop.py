@@ -32,7 +32,7 @@ from autoloop.api.optimizationloop import (
     Recommendation,
     Settings,
 )
-from autoloop.engines import anomaly, rca, safety, usage_loop
+from autoloop.engines import anomaly, rca, recommend, safety, usage_loop
 from autoloop.engines import loop as engine
 from autoloop.metrics.history_cache import HistoryCache
 from autoloop.metrics.queries import QueryRefused, builtin_query, scope_query, usage_query
@@ -457,7 +457,7 @@ def run_strategic_refit(
     return state
 
 
-USAGE_HISTORY: Final = timedelta(days=7)
+USAGE_HISTORY: Final = timedelta(days=recommend.DEFAULT_HISTORY_DAYS)
 APPLIED_ACTIONS: Final = frozenset({"Applied", "RolledBack", "Approved"})
 
 
@@ -483,9 +483,9 @@ def is_usage_loop(loop: OptimizationLoop) -> bool:
 def fetch_usage(
     source: MetricSource, loop: OptimizationLoop, namespace: str, end: float, histories: HistoryCache
 ) -> dict[str, Series]:
-    """Per-pod CPU (mean over pods) and memory (largest pod) over up to 7 days, read like a
-    ResourceAllocation's demand history (a young workload's short history at a finer step);
-    after the first pass only the newest samples are read (`histories`)."""
+    """Per-pod CPU (mean over pods) and memory (largest pod) over the recommender's history (14
+    days), read like a ResourceAllocation's demand history (a young workload's short history at a
+    finer step); after the first pass only the newest samples are read (`histories`)."""
     name = loop.spec.target_ref.name
     start = end - USAGE_HISTORY.total_seconds()
     return {

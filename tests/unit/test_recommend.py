@@ -172,3 +172,39 @@ def test_band_widens_with_day_to_day_spread() -> None:
     r = rec.recommend(ts, us, current_request=100.0)
     # q0.95 is 1.45 on calm days and 2.35 on wide days: a spread near 0.5, far above the 0.1 floor.
     assert r.upper / r.lower - 1.0 > 0.3
+
+
+def test_history_is_two_weeks_and_confidence_is_full_after_one() -> None:
+    # The older week's days spread three times as wide around the same median: only a forecast that
+    # reads 14 day windows sees them.
+    ts, us = series(15)
+    us = us.copy()
+    old = ts <= 8 * DAY
+    us[old] = 1.0 + 3.0 * (us[old] - 1.0)
+    flat = {"risk": 0.05, "half_life_days": 1000.0}
+    two_weeks = recommend.RightsizingRecommender(recommend.RightsizingParams(**flat))
+    one_week = recommend.RightsizingRecommender(recommend.RightsizingParams(history_days=7, **flat))
+    assert two_weeks.params.history_days == recommend.DEFAULT_HISTORY_DAYS == 14
+    need_14, _ = two_weeks.forecast(ts, us)
+    need_7, _ = one_week.forecast(ts, us)
+    assert need_7 == pytest.approx(1.45, rel=0.03)
+    assert need_14 > need_7 * 1.1
+    # A new workload is as confident after a week as it was when the history was one week long.
+    _, conf_week = two_weeks.forecast(ts[: 7 * 1440], us[: 7 * 1440])
+    _, conf_half = two_weeks.forecast(ts[: int(3.5 * 1440)], us[: int(3.5 * 1440)])
+    assert conf_week == pytest.approx(1.0, abs=0.01)
+    assert conf_half == pytest.approx(0.5, abs=0.01)
+
+
+def test_memory_reads_the_newest_week_of_peaks() -> None:
+    # A peak ten days ago (three times the usual) does not raise tomorrow's memory need: the
+    # margin is the worst past miss, and misses older than a week are not counted.
+    ts, us = series(15, level=100.0)
+    spiked = us.copy()
+    spiked[(ts > 5 * DAY) & (ts <= 5 * DAY + 600)] = 450.0
+    rec = recommend.RightsizingRecommender(recommend.RightsizingParams(resource="memory"))
+    assert rec.forecast(ts, spiked)[0] == pytest.approx(rec.forecast(ts, us)[0])
+    # The same spike four days ago is within the week and raises it.
+    recent = us.copy()
+    recent[(ts > 11 * DAY) & (ts <= 11 * DAY + 600)] = 450.0
+    assert rec.forecast(ts, recent)[0] > rec.forecast(ts, us)[0] * 1.2
