@@ -208,3 +208,11 @@ def test_memory_reads_the_newest_week_of_peaks() -> None:
     recent = us.copy()
     recent[(ts > 11 * DAY) & (ts <= 11 * DAY + 600)] = 450.0
     assert rec.forecast(ts, recent)[0] > rec.forecast(ts, us)[0] * 1.2
+
+
+def test_two_weeks_of_alternating_days_choose_the_longest_half_life() -> None:
+    # Day quantiles alternating 1, 2 around a flat level: any short memory forecasts yesterday's
+    # value and misses by 2x every day; two weeks weighed almost evenly forecast about 1.5.
+    rec = recommend.RightsizingRecommender(recommend.RightsizingParams(risk=0.05))
+    quant = np.tile([1.0, 2.0], 7)
+    assert rec._select(quant, np.ones(14))[0] == max(recommend.HALF_LIFE_CANDIDATES_DAYS) == 16.0
