@@ -62,7 +62,7 @@ MIN_CALIBRATION_WINDOWS: Final[int] = 4
 UNCALIBRATED_MARGIN: Final[float] = 0.15
 # Day windows of history: two weeks, what a default Prometheus keeps (15 d retention). A single
 # week gives the backtest that chooses the CPU forecast and its margin only five past boundaries to
-# judge ten candidates on; two weeks give twelve (bench/rightsizing: cost at VPA's overrun 0.919 ->
+# judge the candidates on; two weeks give twelve (bench/rightsizing: cost at VPA's overrun 0.919 ->
 # 0.899 of VPA's, with less overrun and fewer changes).
 DEFAULT_HISTORY_DAYS: Final[int] = 14
 # Memory's peak forecast and margin read the newest week of windows: the margin is the worst past
