@@ -65,6 +65,19 @@ MIN_REFERENCE_SAMPLES: Final[int] = 8
 """Fewer reference samples than this and a series is not scored at all."""
 END_QUIET_SAMPLES: Final[int] = 4
 """An anomaly ends after this many consecutive samples back inside `z_end` (one minute at 15 s)."""
+LEVEL_SHIFT_T_STAT: Final[float] = 6.0
+"""A level shift inside the reference must be this many standard errors tall (the best of many
+splits of pure noise reaches about 3), and the newer level's slope this many standard errors
+away from the whole reference's."""
+LEVEL_SHIFT_SIGMAS: Final[float] = 6.0
+"""... and this many noise widths of the newer level tall: a step the detector would itself flag
+(its default threshold), not a drift."""
+LEVEL_SHIFT_SLOPE_SHARE: Final[float] = 0.5
+"""... and the newer level's slope at most this share of the whole reference's."""
+LOAD_SHIFT_SIGMAS: Final[float] = 3.0
+"""Load moved with a level shift when its medians on both sides differ by this many noise widths."""
+MAX_LEVEL_SHIFTS: Final[int] = 4
+"""Level shifts looked for in one reference (pods becoming ready one at a time)."""
 TERM_T_STAT: Final[float] = 4.0
 """A trend or load term of the baseline is kept only beyond this many standard errors: a spurious
 term would be extrapolated into the test window (at 2 SE, one series in twenty would carry one)."""
@@ -147,21 +160,28 @@ def _mad(x: FloatArray) -> float:
     return float(np.median(np.abs(x - np.median(x)))) if x.size else 0.0
 
 
-def _mad_columns(r: FloatArray) -> FloatArray:
-    """MAD of each column of a (samples x series) matrix."""
-    return np.asarray(np.median(np.abs(r - np.median(r, axis=0)), axis=0), dtype=float)
+def _mad_columns(r: FloatArray, mask: npt.NDArray[np.bool_] | None = None) -> FloatArray:
+    """MAD of each column of a (samples x series) matrix, over the rows `mask` keeps."""
+    if mask is None or mask.all():
+        return np.asarray(np.median(np.abs(r - np.median(r, axis=0)), axis=0), dtype=float)
+    kept = np.where(mask, r, np.nan)
+    return np.asarray(np.nanmedian(np.abs(kept - np.nanmedian(kept, axis=0)), axis=0), dtype=float)
 
 
-def _robust_fit(design: FloatArray, y: FloatArray, *, iterations: int = 3) -> tuple[FloatArray, FloatArray]:
+def _robust_fit(
+    design: FloatArray, y: FloatArray, *, iterations: int = 3, mask: npt.NDArray[np.bool_] | None = None
+) -> tuple[FloatArray, FloatArray]:
     """Robust least squares of every column k of `y` (samples x series) on its own design
     `design[:, :, k]` (samples x terms x series): coefficients and standard errors (terms x series).
+    Rows outside `mask` (samples x series) take no part.
 
     Huber steps (c = 1.345 sigma) find a start that a minority of outliers cannot drag far; then
     Tukey biweight steps (c = 4.685 sigma, both 95 % efficient on Gaussian noise; Holland & Welsch
     1977) give zero weight to a load spike or an incident inside the reference.
     """
     p = design.shape[1]
-    w = np.ones(y.shape)
+    prior = np.ones(y.shape) if mask is None else mask.astype(float)
+    w = prior.copy()
     coef = np.zeros((p, y.shape[1]))
     sigma = np.ones(y.shape[1])
     # A tiny ridge keeps an all-zero regressor (no load metric) solvable; its se then is huge.
@@ -171,28 +191,112 @@ def _robust_fit(design: FloatArray, y: FloatArray, *, iterations: int = 3) -> tu
         rhs = np.einsum("nik,nk->ki", design, w * y)
         coef = np.linalg.solve(gram, rhs[..., None])[..., 0].T
         r = y - np.einsum("nik,ik->nk", design, coef)
-        sigma = np.maximum(MAD_TO_SIGMA * _mad_columns(r), 1e-12)
+        sigma = np.maximum(MAD_TO_SIGMA * _mad_columns(r, mask), 1e-12)
         u = np.abs(r) / sigma
         if step < iterations:
-            w = np.minimum(1.0, 1.345 / np.maximum(u, 1e-300))
+            w = prior * np.minimum(1.0, 1.345 / np.maximum(u, 1e-300))
         else:
-            w = np.where(u < 4.685, (1.0 - (u / 4.685) ** 2) ** 2, 0.0)
+            w = prior * np.where(u < 4.685, (1.0 - (u / 4.685) ** 2) ** 2, 0.0)
             # A column left with almost no weight (a reference that is mostly incident) keeps Huber's.
             starved = w.sum(axis=0) < p + 1
-            w[:, starved] = np.minimum(1.0, 1.345 / np.maximum(u[:, starved], 1e-300))
+            w[:, starved] = prior[:, starved] * np.minimum(1.0, 1.345 / np.maximum(u[:, starved], 1e-300))
     gram = np.einsum("nik,nk,njk->kij", design, w, design) + ridge
     cov_diag = np.diagonal(np.linalg.inv(gram), axis1=1, axis2=2).T
     return coef, np.sqrt(np.maximum(cov_diag, 0.0)) * sigma
 
 
+def _slope(y: FloatArray) -> float:
+    """Least-squares slope per sample."""
+    x = np.arange(y.size) - (y.size - 1) / 2.0
+    return float(x @ (y - y.mean()) / (x @ x))
+
+
+def _level_shift(y: FloatArray, min_after: int) -> int:
+    """The first sample of the newer level if the series holds a level shift, else 0.
+
+    A shift is the best single split of `y` into two constant levels (least squares), kept only
+    when the levels' medians differ by `LEVEL_SHIFT_T_STAT` standard errors and by
+    `LEVEL_SHIFT_SIGMAS` noise widths of the newer level, and the newer level is flat next to the
+    whole: a ramp is a trend, not a shift. When the newer part is not flat, the newest level is
+    looked for inside it (a staircase).
+    """
+    n = y.size
+    min_before = MIN_REFERENCE_SAMPLES // 2
+    if n < min_before + min_after:
+        return 0
+    # A lone wild sample is not a level; centring keeps the sums of squares exact.
+    yc = median3(y) - float(np.median(y))
+    c1 = np.concatenate([[0.0], np.cumsum(yc)])
+    c2 = np.concatenate([[0.0], np.cumsum(yc * yc)])
+    split = np.arange(min_before, n - min_after + 1)
+    n1, n2 = split.astype(float), (n - split).astype(float)
+    s1, s2 = c1[split], c1[n] - c1[split]
+    sse = (c2[split] - s1 * s1 / n1) + (c2[n] - c2[split] - s2 * s2 / n2)
+    best = int(np.argmin(sse))
+    after = int(split[best])
+    # Medians and MADs: a load surge inside the older part is not an older level.
+    older, newer = yc[:after], yc[after:]
+    height = abs(float(np.median(newer) - np.median(older)))
+    residuals = np.concatenate([older - np.median(older), newer - np.median(newer)])
+    se = MAD_TO_SIGMA * float(np.median(np.abs(residuals))) * math.sqrt(1.0 / older.size + 1.0 / newer.size)
+    # The newer part's noise from its successive differences: a further step or a trend in it
+    # must not count as noise.
+    noise = MAD_TO_SIGMA * _mad(np.diff(y[after:])) / math.sqrt(2.0)
+    if height < LEVEL_SHIFT_T_STAT * se or height < LEVEL_SHIFT_SIGMAS * noise:
+        return 0
+    # Flat: the newer level's slope is well below the whole's, beyond its own sampling error (a
+    # noisy stretch of a ramp can look flat).
+    whole, recent = _slope(yc), _slope(newer)
+    x = np.arange(newer.size) - (newer.size - 1) / 2.0
+    scatter = MAD_TO_SIGMA * _mad(newer - recent * x)
+    if abs(recent) <= LEVEL_SHIFT_SLOPE_SHARE * abs(whole) and abs(whole - recent) >= LEVEL_SHIFT_T_STAT * (
+        scatter / math.sqrt(float(x @ x))
+    ):
+        return after
+    # A staircase: the newer part holds the next step.
+    inner = _level_shift(y[after:], min_after)
+    return after + inner if inner else 0
+
+
+def _level_shift_starts(y: FloatArray, load: FloatArray) -> npt.NDArray[np.int_]:
+    """Per column of a reference (samples x series): the first sample of its newest level, 0 when
+    it holds no level shift.
+
+    Pods becoming ready one by one move memory per pod in steps; so do a rollout and a config
+    change. A line fitted through such steps would extrapolate them into the tested samples and
+    raise alarms on a metric that has long been steady: the newest level is the baseline. A step
+    taken with the service's load (`load`: relative deviation per column, zeros for none) is
+    demand, which the load term of the baseline follows: it is not cut off.
+    """
+    starts = np.zeros(y.shape[1], dtype=int)
+    # The newest level must hold a quarter of the reference: a load surge that has just ended is
+    # not a new level.
+    min_after = max(MIN_REFERENCE_SAMPLES, y.shape[0] // 4)
+    for j in range(y.shape[1]):
+        # A staircase is found step by step, newest last.
+        for _ in range(MAX_LEVEL_SHIFTS):
+            found = _level_shift(y[starts[j] :, j], min_after)
+            if found == 0:
+                break
+            split = starts[j] + found
+            before, after = load[starts[j] : split, j], load[split:, j]
+            moved = abs(float(np.median(after) - np.median(before)))
+            if moved > LOAD_SHIFT_SIGMAS * MAD_TO_SIGMA * max(_mad(after), _mad(before)):
+                break
+            starts[j] = split
+    return starts
+
+
 def _trend_and_load(
     t_ref: FloatArray, y_ref: FloatArray, t: FloatArray, load: FloatArray
-) -> tuple[FloatArray, FloatArray]:
+) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
     """Level + linear trend + load coupling fitted on the reference, per column of `y_ref`;
-    terms within `TERM_T_STAT` standard errors of zero are noise and are dropped.
+    terms within `TERM_T_STAT` standard errors of zero are noise and are dropped. A reference with
+    a level shift is fitted from its newest level on (see `_level_shift_starts`).
 
     `load` (samples of `t` x series) is each series' relative load deviation, zeros for none.
-    Returns the expected values and, separately, their load part.
+    Returns the expected values, separately their load part, and which reference samples the fit
+    rests on (samples of `t_ref` x series).
     """
     k = y_ref.shape[1]
     centre = float(np.median(t_ref))
@@ -200,26 +304,31 @@ def _trend_and_load(
     design = np.stack([np.ones((t.size, k)), np.tile(hours[:, None], (1, k)), load], axis=1)
     n_ref = t_ref.size
     design_ref = design[:n_ref]
-    coef, se = _robust_fit(design_ref, y_ref)
+    # Found on the raw values: a fit through a shift misjudges the load coupling too.
+    starts = _level_shift_starts(y_ref, load[:n_ref])
+    mask: npt.NDArray[np.bool_] = np.arange(n_ref)[:, None] >= starts[None, :]
+    coef, se = _robust_fit(design_ref, y_ref, mask=mask)
     keep = np.abs(coef) >= TERM_T_STAT * se
     keep[0] = True
     if not keep.all():
         # Refit with the dropped terms zeroed in the design (same shapes, one batched call).
-        coef = _robust_fit(design_ref * keep[None], y_ref)[0] * keep
+        coef = _robust_fit(design_ref * keep[None], y_ref, mask=mask)[0] * keep
     expected = np.asarray(np.einsum("nik,ik->nk", design, coef), dtype=float)
-    return expected, np.asarray(load * coef[2], dtype=float)
+    return expected, np.asarray(load * coef[2], dtype=float), mask
 
 
 def _baseline(
     t: FloatArray, values: FloatArray, n_ref: int, period_s: float, load: FloatArray
-) -> tuple[FloatArray, FloatArray]:
+) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
     """Expected values (samples x series) given the first `n_ref` samples as reference: a seasonal
     profile when the reference holds two periods, else a robust trend; either way plus the part
-    that follows the service's load when that coupling is significant."""
+    that follows the service's load when that coupling is significant. Also which reference
+    samples the baseline rests on (those after a level shift)."""
     t_ref, y_ref = t[:n_ref], values[:n_ref]
     if n_ref < MIN_REFERENCE_SAMPLES:
         level = np.median(y_ref, axis=0) if n_ref else np.zeros(values.shape[1])
-        return np.tile(level, (t.size, 1)), np.zeros(values.shape)
+        everything = np.ones(y_ref.shape, dtype=bool)
+        return np.tile(level, (t.size, 1)), np.zeros(values.shape), everything
     if t_ref[-1] - t_ref[0] < 2.0 * period_s:
         return _trend_and_load(t_ref, y_ref, t, load)
     bins = ((t % period_s) / period_s * SEASONAL_BINS).astype(int)
@@ -229,11 +338,17 @@ def _baseline(
     seasonal = profile[bins]
     # Only the most recent day sets the level and trend: a weekly drift is not an anomaly.
     first = int(np.searchsorted(t_ref, t_ref[-1] - period_s))
-    rest, load_part = _trend_and_load(
+    rest, load_part, recent = _trend_and_load(
         t_ref[first:], (y_ref - seasonal[:n_ref])[first:], t[first:], load[first:]
     )
     pad = np.zeros((first, values.shape[1]))
-    return np.asarray(seasonal + np.vstack([pad, rest]), dtype=float), np.vstack([pad, load_part])
+    # Before a level shift of the last day the residuals measure the shift, not the noise.
+    older = np.broadcast_to(recent.all(axis=0), (first, values.shape[1]))
+    return (
+        np.asarray(seasonal + np.vstack([pad, rest]), dtype=float),
+        np.vstack([pad, load_part]),
+        np.vstack([older, recent]),
+    )
 
 
 def score_many(
@@ -264,9 +379,9 @@ def score_many(
         if lx is not None and lx[0].size >= MIN_REFERENCE_SAMPLES and metric_kind(metrics[j]) != "load":
             series = median3(np.interp(t, lx[0], lx[1]))
             load[:, j] = series / max(abs(float(np.median(series[:n_ref]))), 1e-12) - 1.0
-    expected, load_part = _baseline(t, values, n_ref, period_s, load)
+    expected, load_part, fitted_on = _baseline(t, values, n_ref, period_s, load)
     y_ref = values[:n_ref]
-    mad = _mad_columns(y_ref - expected[:n_ref])
+    mad = _mad_columns(y_ref - expected[:n_ref], fitted_on)
     level = np.abs(np.median(y_ref, axis=0))
     floor = np.maximum(RELATIVE_SCALE_FLOOR * level, ABSOLUTE_SCALE_FLOOR)
     degenerate = MAD_TO_SIGMA * mad < floor

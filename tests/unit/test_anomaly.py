@@ -157,6 +157,43 @@ def test_pure_noise_gives_no_alarm_across_many_series() -> None:
     assert anomaly.detect(series, test_start=TEST_START).anomalies == ()
 
 
+def _pods_becoming_ready(ready_at: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Memory per pod (MB) of a 3-replica service while its pods become ready at `ready_at`
+    samples: the same load spread over 1, then 2, then 3 pods (the cluster test's simulator)."""
+    rps = 60.0 * (1.0 + noise(seed, 0.02))
+    ready = 1 + sum((np.arange(N) >= k).astype(int) for k in ready_at)
+    return rps, 100.0 + 60.0 * rps / 60.0 / ready
+
+
+@pytest.mark.parametrize("ready_at", [(2, 24), (12, 24), (30, 90), (60, 120)])
+def test_pods_becoming_ready_in_the_reference_are_not_a_trend(ready_at: tuple[int, ...]) -> None:
+    # Memory per pod steps down 160 -> 130 -> 120 MB inside the reference and then stays put. A
+    # line through those steps, extrapolated, would put the steady value far above "expected"
+    # (a false alarm seen on the cluster test); the newest level is the baseline instead.
+    for seed in range(5):
+        rps, mem = _pods_becoming_ready(ready_at, seed)
+        report = anomaly.detect({"svc": {"rps": (T, rps), "memory_mb": (T, mem)}}, test_start=TEST_START)
+        assert report.anomalies == (), f"seed {seed}: {report.summary()}"
+
+
+def test_a_fault_after_a_level_shift_in_the_reference_is_found() -> None:
+    _, mem = _pods_becoming_ready((12, 24), 13)
+    mem[200:] += 10.0  # a leak's first step: +8 %, far above the newest level's noise
+    report = anomaly.detect({"svc": {"memory_mb": (T, mem)}}, test_start=TEST_START)
+    assert [(a.metric, a.start, a.direction) for a in report.anomalies] == [("memory_mb", T[200], "up")]
+
+
+def test_a_step_taken_with_load_keeps_the_load_coupling() -> None:
+    # Load rose 50 % for good inside the reference and CPU followed: that is demand, and the
+    # baseline keeps following load, so a later load dip (CPU dipping with it) is not a fault.
+    rps = 200.0 * (1.0 + noise(14, 0.02))
+    rps[90:] *= 1.5
+    rps[230:250] *= 0.7
+    cpu = 0.005 * rps + 0.2 + noise(15, 0.01)
+    report = anomaly.detect({"svc": {"rps": (T, rps), "cpu_cores": (T, cpu)}}, test_start=TEST_START)
+    assert not report.unexplained_active, report.summary()
+
+
 @pytest.mark.parametrize(
     ("t", "x"),
     [
