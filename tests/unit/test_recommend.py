@@ -60,6 +60,41 @@ def test_step_up_is_followed_within_a_day() -> None:
     assert need > 2.5
 
 
+@pytest.mark.parametrize("risk", [0.1, 0.3])
+@pytest.mark.parametrize(
+    ("minutes", "factor", "lifted"),
+    [
+        (90, 2.5, True),  # a busy phase: the last hour's median 2.5 x 1.0 > 1.5 x the q0.9 (~1.4)
+        (10, 5.0, False),  # a burst of minutes moves no hourly median
+        # Busier than usual, median 1.8 < 1.5 x 1.4: the forecast stands, also at risk 0.3 (its
+        # need, q0.7 ~ 1.2, is lower, but the bar is the q0.9 whatever the risk).
+        (90, 1.8, False),
+    ],
+)
+def test_cpu_surge_lifts_the_need_to_the_busy_hour(
+    minutes: int, factor: float, lifted: bool, risk: float
+) -> None:
+    # Six and a half days: the busy minutes are the newest of a day the forecast does not cover.
+    ts, us = series(6.5)
+    us = us.copy()
+    us[-minutes:] *= factor
+    rec = recommend.RightsizingRecommender(recommend.RightsizingParams(risk=risk))
+    calm, _ = rec.forecast(ts[:-minutes], us[:-minutes])
+    r = rec.recommend(ts, us, current_request=calm)
+    if lifted:
+        # The need is the busy hour's own risk quantile (2.5 x that of Uniform(0.5, 1.5)).
+        assert r.need == pytest.approx(float(np.quantile(us[-60:], 1.0 - risk)))
+        assert r.change and "surge" in r.reason and "up" in r.reason
+    else:
+        assert r.need == pytest.approx(calm)
+        assert "surge" not in r.reason
+    # Once the busy hour is over the forecast is back (the day windows did not change).
+    after = recommend.RightsizingRecommender(recommend.RightsizingParams(risk=risk))
+    back_ts = np.concatenate([ts, ts[-1] + 60.0 * np.arange(1, 61)])
+    back_us = np.concatenate([us, series(1, seed=1)[1][:60]])
+    assert after.forecast(back_ts, back_us)[0] == pytest.approx(calm)
+
+
 def test_memory_oom_bumps_like_vpa() -> None:
     ts, us = series(3, level=1e9)
     rec = recommend.RightsizingRecommender(recommend.RightsizingParams(resource="memory"))
