@@ -242,7 +242,7 @@ def _level_shift(y: FloatArray, min_after: int) -> int:
     # The newer part's noise from its successive differences: a further step or a trend in it
     # must not count as noise.
     noise = MAD_TO_SIGMA * _mad(np.diff(y[after:])) / math.sqrt(2.0)
-    if height < LEVEL_SHIFT_T_STAT * se or height < LEVEL_SHIFT_SIGMAS * noise:
+    if height == 0.0 or height < LEVEL_SHIFT_T_STAT * se or height < LEVEL_SHIFT_SIGMAS * noise:
         return 0
     # Flat: the newer level's slope is well below the whole's, beyond its own sampling error (a
     # noisy stretch of a ramp can look flat).

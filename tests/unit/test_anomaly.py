@@ -176,6 +176,11 @@ def test_pods_becoming_ready_in_the_reference_are_not_a_trend(ready_at: tuple[in
         assert report.anomalies == (), f"seed {seed}: {report.summary()}"
 
 
+def test_a_constant_reference_has_no_level_shift() -> None:
+    flat = np.full((180, 1), 7.0)
+    assert anomaly._level_shift_starts(flat, np.zeros_like(flat)).tolist() == [0]
+
+
 def test_a_fault_after_a_level_shift_in_the_reference_is_found() -> None:
     _, mem = _pods_becoming_ready((12, 24), 13)
     mem[200:] += 10.0  # a leak's first step: +8 %, far above the newest level's noise
