@@ -142,6 +142,15 @@ class Safety(ApiModel):
     )
     cooldown: Duration = Field(default="5m", description="Minimum time between two applied changes.")
     max_changes_per_hour: int = Field(default=4, ge=0, le=60)
+    max_changes_per_day: int | None = Field(
+        default=None,
+        ge=1,
+        le=96,
+        description=(
+            "At most this many applied changes in any 24 h (unset: only maxChangesPerHour). "
+            "Rollbacks, and changes that add capacity while the SLO is broken, are exempt."
+        ),
+    )
     min_confidence: float = Field(default=0.6, ge=0, le=1)
     slo_guard: SLOGuard = Field(default_factory=SLOGuard)
     rollback: Rollback = Field(default_factory=Rollback)
@@ -244,6 +253,11 @@ class OptimizationLoopStatus(StatusBase):
     observed: dict[str, float] = Field(default_factory=dict, description="Latest objective values.")
     model_version: str | None = None
     last_change_time: str | None = None
+    recent_change_times: list[str] = Field(
+        default_factory=list,
+        description="Applied changes of the last 24 h (RFC 3339), for the change budgets.",
+        json_schema_extra={"maxItems": 100},
+    )
     anomalies: list[dict[str, Any]] = Field(
         default_factory=list, description="Anomalies active now (bounded)", json_schema_extra={"maxItems": 20}
     )

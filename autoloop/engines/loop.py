@@ -32,7 +32,8 @@ from autoloop.engines import learning, optimize, safety
 
 MAX_HISTORY: Final[int] = 50
 MAX_DECISIONS: Final[int] = 50
-MAX_CHANGE_TIMES: Final[int] = 16
+# Applied changes remembered for the change budgets: the last 24 h, at most the largest daily budget.
+MAX_CHANGE_TIMES: Final[int] = 96
 KNOBS: Final[tuple[str, ...]] = ("replicas", "cpu_request", "memory_request")
 GIB: Final[float] = 2.0**30
 # z for a one-sided 95 % prediction interval of the demand forecast.
@@ -56,6 +57,11 @@ SATURATED_LATENCY: Final[float] = 1e3
 Action = Literal["none", "hold", "change", "rollback"]
 
 
+def change_times_after(times: list[float], now: float) -> list[float]:
+    """The change times the budgets need after a change at `now`: the last 24 h, bounded."""
+    return [*[t for t in times if now - t < safety.SECONDS_PER_DAY][-(MAX_CHANGE_TIMES - 1) :], now]
+
+
 class LoopConfig(BaseModel):
     """The spec of one loop, in base units (seconds, cores, bytes, USD)."""
 
@@ -71,6 +77,7 @@ class LoopConfig(BaseModel):
     max_step_percent: float = 50.0
     cooldown_seconds: float = 300.0
     max_changes_per_hour: int = 4
+    max_changes_per_day: int | None = None
     min_confidence: float = 0.5
     settle_seconds: float = 300.0
     hysteresis: float = 0.03
@@ -97,6 +104,7 @@ class LoopConfig(BaseModel):
             max_step_percent=self.max_step_percent,
             cooldown_seconds=self.cooldown_seconds,
             max_changes_per_hour=self.max_changes_per_hour,
+            max_changes_per_day=self.max_changes_per_day,
             min_confidence=self.min_confidence,
         )
 
@@ -425,7 +433,7 @@ class LoopEngine:
                 strategy=pending.strategy,
                 kind="rollback",
             )
-            st.change_times = [*st.change_times, now][-MAX_CHANGE_TIMES:]
+            st.change_times = change_times_after(st.change_times, now)
         return d
 
     @staticmethod
@@ -618,7 +626,7 @@ class LoopEngine:
                 predicted_latency=latency,
                 strategy=strategy,
             )
-            st.change_times = [*st.change_times, now][-MAX_CHANGE_TIMES:]
+            st.change_times = change_times_after(st.change_times, now)
             st.last_direction = directions
             st.last_direction_at = now
         return d, self._record(st, d)

@@ -26,6 +26,7 @@ POD_RESTARTING_KNOBS: Final[frozenset[str]] = frozenset(
 # The smallest replica step always allowed: a percentage cap on 2 replicas would forbid any step.
 MIN_REPLICA_STEP: Final[float] = 1.0
 SECONDS_PER_HOUR: Final[float] = 3600.0
+SECONDS_PER_DAY: Final[float] = 86_400.0
 # Relative tolerance when comparing floats against bounds (quantity rounding is ~1e-3).
 BOUND_TOLERANCE: Final[float] = 1e-9
 
@@ -72,6 +73,8 @@ class SafetyPolicy(BaseModel):
     max_step_percent: float = 50.0
     cooldown_seconds: float = 300.0
     max_changes_per_hour: int = 4
+    max_changes_per_day: int | None = None
+    """None: only the hourly budget. Bounds churn on days of intermittent bursts."""
     min_confidence: float = 0.5
     slo_guard: bool = True
 
@@ -93,6 +96,8 @@ class SafetyContext(BaseModel):
     last_change_at: float | None = None
     """Unix seconds of the last applied change; None: never changed (not unknown)."""
     recent_change_times: tuple[float, ...] = ()
+    """Unix seconds of the applied changes of (at least) the last 24 h when a daily budget is set,
+    of the last hour otherwise."""
     slo_met_now: bool | None = None
     forecast_slo_met: bool | None = None
     """Does the forecast say the proposed settings keep the SLO over the horizon?"""
@@ -187,11 +192,22 @@ def cooldown(change: ProposedChange, policy: SafetyPolicy, ctx: SafetyContext) -
 
 
 def change_budget(change: ProposedChange, policy: SafetyPolicy, ctx: SafetyContext) -> RuleVerdict:
-    """At most maxChangesPerHour applied changes in the trailing hour."""
-    recent = sum(1 for t in ctx.recent_change_times if 0 <= ctx.now - t < SECONDS_PER_HOUR)
-    if recent >= policy.max_changes_per_hour:
-        return _no("changeBudget", f"{recent} changes in the last hour (max {policy.max_changes_per_hour})")
-    return _ok("changeBudget", f"{recent}/{policy.max_changes_per_hour} changes in the last hour")
+    """At most maxChangesPerHour applied changes in the trailing hour and, when set,
+    maxChangesPerDay in the trailing 24 h. A spent daily budget does not hold back a rollback, nor
+    a capacity-adding remedy while the SLO is broken: a day's churn limit must not leave a
+    workload starved until tomorrow."""
+    hour = sum(1 for t in ctx.recent_change_times if 0 <= ctx.now - t < SECONDS_PER_HOUR)
+    if hour >= policy.max_changes_per_hour:
+        return _no("changeBudget", f"{hour} changes in the last hour (max {policy.max_changes_per_hour})")
+    reason = f"{hour}/{policy.max_changes_per_hour} changes in the last hour"
+    if policy.max_changes_per_day is None:
+        return _ok("changeBudget", reason)
+    day = sum(1 for t in ctx.recent_change_times if 0 <= ctx.now - t < SECONDS_PER_DAY)
+    if day < policy.max_changes_per_day:
+        return _ok("changeBudget", f"{reason}, {day}/{policy.max_changes_per_day} in the last 24h")
+    if change.kind == "rollback" or (ctx.slo_met_now is False and is_remedy(change)):
+        return _ok("changeBudget", f"{reason}; daily budget spent ({day}), but a remedy is exempt")
+    return _no("changeBudget", f"{day} changes in the last 24h (max {policy.max_changes_per_day})")
 
 
 def is_remedy(change: ProposedChange) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import kopf
@@ -106,6 +106,8 @@ def observe(
 APPROVE_ANNOTATION: Final = f"{GROUP}/approve"
 """Set on a loop to a recommendation's decision id to have autoloop apply exactly that decision once."""
 REAPPLY_WITHIN: Final = timedelta(minutes=10)
+# Applied changes the status remembers for the budgets (`status.recentChangeTimes` maxItems).
+MAX_REMEMBERED_CHANGES: Final = 100
 """A recorded-but-unconfirmed decision older than this is abandoned instead of applied late."""
 LATENCY_METRICS: Final = (BuiltinMetric.LATENCY_P95, BuiltinMetric.LATENCY_P99)
 ANALYSIS_WINDOW_SECONDS: Final = 1800.0
@@ -179,6 +181,7 @@ def engine_config(loop: OptimizationLoop, namespace: str) -> engine.LoopConfig:
         max_step_percent=spec.safety.max_step_percent,
         cooldown_seconds=parse_duration(spec.safety.cooldown).total_seconds(),
         max_changes_per_hour=spec.safety.max_changes_per_hour,
+        max_changes_per_day=spec.safety.max_changes_per_day,
         min_confidence=spec.safety.min_confidence,
         settle_seconds=parse_duration(spec.safety.rollback.settle_window).total_seconds(),
         refit_interval_seconds=parse_duration(spec.learning.refit_interval).total_seconds(),
@@ -288,22 +291,37 @@ def _record(p: LoopPass, action: str, d: engine.Decision, workload: kube.Workloa
 def apply_decision(p: LoopPass, clients: kube.Clients, workload: kube.Workload, decision: Decision) -> None:
     """Intent, act, confirm: record the pending id in status, patch the target with it, then clear it."""
     p.status.pending_decision = decision.id
-    kube.patch_status(
-        clients,
-        plural=PLURAL,
-        namespace=p.namespace,
-        name=p.name,
-        status={
-            "pendingDecision": decision.id,
-            "decisions": [d.wire() for d in p.status.decisions],
-            "engineState": p.status.engine_state,
-        },
-    )
+    intent = {
+        "pendingDecision": decision.id,
+        "decisions": [d.wire() for d in p.status.decisions],
+        "engineState": p.status.engine_state,
+    }
+    kube.patch_status(clients, plural=PLURAL, namespace=p.namespace, name=p.name, status=intent)
+    p.written.update(intent)
     proposed = Settings.model_validate(decision.proposed)
     owner = kube.manager_id(KIND, p.namespace, p.name)
     patch_target(clients, workload, proposed, decision_id=decision.id, owner=owner)
     p.status.pending_decision = None
-    p.status.last_change_time = rfc3339(p.now)
+    note_change(p, p.now)
+
+
+def remembered_changes(p: LoopPass) -> tuple[float, ...]:
+    """Unix times of the applied changes the budgets count: the status keeps the last day's; the
+    decisions hold the last hour's too (a status written before `recentChangeTimes` existed)."""
+    kept = {parse_time(t).timestamp() for t in p.status.recent_change_times}
+    recorded = {
+        parse_time(d.time).timestamp()
+        for d in p.status.decisions
+        if d.action in APPLIED_ACTIONS and p.now - parse_time(d.time) <= timedelta(hours=1)
+    }
+    return tuple(sorted(kept | recorded))
+
+
+def note_change(p: LoopPass, at: datetime) -> None:
+    """Remember an applied change for the cooldown and the hourly and daily change budgets."""
+    p.status.last_change_time = rfc3339(at)
+    kept = [t for t in p.status.recent_change_times if at - parse_time(t) < timedelta(days=1)]
+    p.status.recent_change_times = [*kept[-(MAX_REMEMBERED_CHANGES - 1) :], rfc3339(at)]
 
 
 def settings_unchanged(recorded: dict[str, Any], workload: kube.Workload) -> bool:
@@ -331,6 +349,7 @@ def resolve_pending(p: LoopPass, clients: kube.Clients, workload: kube.Workload)
     decision = next((d for d in p.status.decisions if d.id == pending), None)
     if workload.annotations.get(kube.DECISION_ANNOTATION) == pending:
         p.status.pending_decision = None
+        note_change(p, parse_time(decision.time) if decision else p.now)
         p.event("Normal", "Confirmed", f"decision {pending} found applied on the target after a restart")
         return
     recorded_at = parse_time(decision.time) if decision else None
@@ -535,11 +554,6 @@ def usage_decision(
         return None
     cpu, memory = usage["cpu"], usage["memory"]
     times = np.union1d(cpu.timestamps, memory.timestamps)
-    changes = [
-        parse_time(d.time).timestamp()
-        for d in p.status.decisions
-        if d.action in APPLIED_ACTIONS and p.now - parse_time(d.time) <= timedelta(hours=1)
-    ]
     last = parse_time(p.status.last_change_time).timestamp() if p.status.last_change_time else None
     observation = usage_loop.UsageObservation(
         settings=engine_settings(workload),
@@ -552,7 +566,7 @@ def usage_decision(
         ],
         oom_times=oom_times(source, p.resource, p.namespace, end),
         last_change_at=last,
-        recent_change_times=tuple(changes),
+        recent_change_times=remembered_changes(p),
         anomaly_active=anomaly_active,
         pdb=pdb_status(clients, p.namespace, workload),
     )

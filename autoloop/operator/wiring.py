@@ -52,6 +52,9 @@ class Pass(Generic[R, S]):
     status: S
     annotations: dict[str, str] = field(default_factory=dict)
     events: list[tuple[str, str, str]] = field(default_factory=list)
+    written: dict[str, Any] = field(default_factory=dict)
+    """Status keys already written during the pass (an intent record before acting): the final
+    patch is computed against them, or a key cleared after acting would stay set."""
 
     def condition(
         self, type: str, status: str, reason: str, message: str, *, event: str | None = None
@@ -194,7 +197,7 @@ def make_reconciler(
                 plural=plural,
                 namespace=namespace,
                 name=name,
-                status=status_patch(p.status, previous),
+                status=status_patch(p.status, {**previous, **p.written}),
             )
         except kube.StatusRejected as exc:
             telemetry.RECONCILES.labels(kind=kind_name, result="status-rejected").inc()

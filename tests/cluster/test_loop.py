@@ -414,8 +414,9 @@ def test_loop_without_slo_signals_rightsizes_requests_from_usage(
             mode="Auto",
             objectives=[{"name": "cost", "metric": "Cost", "weight": 1}],
             knobs={"cpu": {"min": "50m", "max": "2"}, "memory": {"min": "64Mi", "max": "2Gi"}},
-            # A young workload: the recommender's confidence grows with days of history.
-            safety={**FAST_SAFETY, "minConfidence": 0},
+            # A young workload: the recommender's confidence grows with days of history. Two
+            # changes a day at most: the third step down is refused by the daily budget.
+            safety={**FAST_SAFETY, "minConfidence": 0, "maxChangesPerDay": 2},
         ),
     )
 
@@ -437,6 +438,19 @@ def test_loop_without_slo_signals_rightsizes_requests_from_usage(
     assert parse_quantity(requests["cpu"]) <= 1.0  # two steps of at most 50 % from 2 cores
     assert parse_quantity(requests["memory"]) <= 512 * 2**20
     assert dep["metadata"]["annotations"]["autoloop.x0tta6bl4.io/decision"].startswith("worker-u")
+
+    def refused_for_the_day() -> dict[str, Any] | None:
+        s = status(control_plane, namespace, "worker")
+        blocked = [d for d in s.get("decisions", []) if d["action"] == "Blocked"]
+        return s if any("in the last 24h (max 2)" in d["explanation"] for d in blocked) else None
+
+    s = opp.wait_until(
+        refused_for_the_day, timeout=120, interval=2, what="a third change refused for the day"
+    )
+    applied = [d for d in s["decisions"] if d["action"] == "Applied"]
+    assert len(applied) == 2
+    assert len(s["recentChangeTimes"]) == 2 and s["recentChangeTimes"][-1] == s["lastChangeTime"]
+    assert "SafetyBlocked" in {c["type"] for c in s["conditions"] if c["status"] == "True"}
 
 
 def test_a_workload_managed_by_another_controller_is_left_alone(

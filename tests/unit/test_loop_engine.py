@@ -181,3 +181,27 @@ def test_state_keeps_decisions_lean_and_returns_them_whole() -> None:
             assert kept.verdicts == []  # the status records them; the state does not repeat them
             for key, value in d.explanation.saw.items():
                 assert kept.explanation.saw[key] == float(f"{value:.6g}")
+
+
+def test_daily_change_budget_stops_the_loop_for_the_day() -> None:
+    free, _, _ = run(OVER, 30)
+    capped, state, _ = run(OVER, 30, cfg=CFG.model_copy(update={"max_changes_per_day": 2}))
+    assert sum(d.applied for d in free) > 2
+    # 30 passes of 5 min are within one day: two changes, then the budget refuses with its reason.
+    assert sum(d.applied for d in capped) == 2
+    second = [i for i, d in enumerate(capped) if d.applied][1]
+    refused = [d for d in capped[second + 1 :] if d.action == "change" and not d.accepted]
+    assert refused
+    assert all("2 changes in the last 24h (max 2)" in " ".join(d.explanation.validator) for d in refused)
+    assert state.change_times == [d.t for d in capped if d.applied]
+
+
+def test_change_times_keep_the_last_day_bounded() -> None:
+    day = safety.SECONDS_PER_DAY
+    assert loop.change_times_after([0.0, 10.0, day], day + 5.0) == [10.0, day, day + 5.0]
+    many = loop.change_times_after([float(k) for k in range(500)], 500.0)
+    assert (
+        len(many) == loop.MAX_CHANGE_TIMES
+        and many[-1] == 500.0
+        and many[0] == 500.0 - loop.MAX_CHANGE_TIMES + 1
+    )

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from autoloop.api.common import Decision
 from autoloop.api.maintenanceplan import MaintenancePlan
 from autoloop.api.optimizationloop import OptimizationLoop, OptimizationLoopStatus
 from autoloop.operator import maintenanceplan, optimizationloop, wiring
@@ -54,6 +55,15 @@ def test_status_patch_removes_keys_no_longer_set() -> None:
     assert "observedGeneration" not in patch
 
 
+def test_status_patch_clears_an_intent_written_during_the_pass() -> None:
+    # apply_decision writes pendingDecision before patching the target and clears it after: the
+    # final patch must null it, although the status at the start of the pass never had it.
+    status = OptimizationLoopStatus(observed_generation=1)
+    previous = {"observedGeneration": 1}
+    assert "pendingDecision" not in wiring.status_patch(status, previous)
+    assert wiring.status_patch(status, {**previous, "pendingDecision": "web-u1"})["pendingDecision"] is None
+
+
 def test_settings_from_env_and_validate() -> None:
     s = OperatorSettings.from_env(
         {
@@ -99,3 +109,32 @@ def test_plan_spec_problems_unknown_time_zone_and_zero_concurrency() -> None:
     problems = maintenanceplan.spec_problems(plan, "ns")
     assert any("unknown time zone" in p for p in problems)
     assert any("maxConcurrent" in p for p in problems)
+
+
+def _stamp(seconds_ago: float) -> str:
+    return (NOW - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_applied_changes_are_remembered_for_a_day_for_the_change_budgets() -> None:
+    loop = _loop("rate(http_requests_total[1m])")
+    status = OptimizationLoopStatus(recent_change_times=[_stamp(90_000), _stamp(7_200)])
+    p = optimizationloop.LoopPass(loop, "shop", "web", 1, NOW, status)
+    optimizationloop.note_change(p, NOW)
+    # The change of 25 h ago is dropped, the one of 2 h ago kept, the new one appended.
+    assert status.recent_change_times == [_stamp(7_200), _stamp(0)]
+    assert status.last_change_time == _stamp(0)
+    # A status written before recentChangeTimes existed: its last hour's applied decisions count too,
+    # a blocked decision and an applied one older than an hour do not, and nothing counts twice.
+    status.decisions = [
+        Decision(id="a", time=_stamp(4_000), action="Applied"),
+        Decision(id="b", time=_stamp(600), action="Blocked"),
+        Decision(id="c", time=_stamp(300), action="Applied"),
+        Decision(id="d", time=_stamp(0), action="Applied"),
+    ]
+    t = NOW.timestamp()
+    assert optimizationloop.remembered_changes(p) == (t - 7_200, t - 300, t)
+    # Bounded like the CRD says (maxItems), newest kept.
+    for k in range(150):
+        optimizationloop.note_change(p, NOW + timedelta(seconds=k))
+    assert len(status.recent_change_times) == optimizationloop.MAX_REMEMBERED_CHANGES
+    assert status.recent_change_times[-1] == (NOW + timedelta(seconds=149)).strftime("%Y-%m-%dT%H:%M:%SZ")

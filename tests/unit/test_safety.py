@@ -180,6 +180,32 @@ def test_rule(
     assert reason_part in verdict.reason
 
 
+def test_daily_change_budget_counts_the_trailing_day_and_lets_remedies_through() -> None:
+    daily = POLICY.model_copy(update={"max_changes_per_day": 3, "max_changes_per_hour": 4})
+    # Three changes in the last 24 h (one of them in the last hour); one 24 h + 1 s ago no longer counts.
+    spent = GOOD_CTX.model_copy(
+        update={"recent_change_times": (NOW - 86_401, NOW - 80_000, NOW - 40_000, NOW - 600)}
+    )
+    verdict = s.change_budget(DOWN_CPU, daily, spent)
+    assert not verdict.passed and "3 changes in the last 24h (max 3)" in verdict.reason
+    # The hourly budget alone would have allowed it, and without a daily budget it passes.
+    assert s.change_budget(DOWN_CPU, POLICY.model_copy(update={"max_changes_per_hour": 4}), spent).passed
+    two = spent.model_copy(update={"recent_change_times": (NOW - 86_401, NOW - 40_000, NOW - 600)})
+    verdict = s.change_budget(DOWN_CPU, daily, two)
+    assert verdict.passed and "2/3 in the last 24h" in verdict.reason
+    # A rollback goes through a spent day; so does added capacity while the SLO is broken, but not
+    # while it holds, and not a decrease while it is broken.
+    rollback = change({"cpu_request": 1.0}, {"cpu_request": 0.4}, kind="rollback")
+    assert s.change_budget(rollback, daily, spent).passed
+    broken = spent.model_copy(update={"slo_met_now": False})
+    assert s.change_budget(UP, daily, broken).passed
+    assert not s.change_budget(UP, daily, spent).passed
+    assert not s.change_budget(DOWN_CPU, daily, broken).passed
+    # The hourly budget still binds a remedy.
+    hourly = broken.model_copy(update={"recent_change_times": tuple(NOW - 60 * k for k in range(1, 5))})
+    assert not s.change_budget(UP, daily, hourly).passed
+
+
 def test_validator_accepts_when_all_rules_pass_and_reports_every_rule() -> None:
     result = s.validate(UP, POLICY, GOOD_CTX)
     assert result.accepted
