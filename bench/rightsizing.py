@@ -256,8 +256,9 @@ def bootstrap(
 def run(quick: bool, seeds: tuple[int, ...] = ()) -> dict[str, float]:
     t_start = time.perf_counter()
     if seeds:
-        # Series no choice was made on: generated with other seeds, replayed the same way.
-        series = [s for k in seeds for s in _rs_series.generate(days=12, seed=k)]
+        # Series no choice was made on: generated with other seeds, replayed the same way
+        # (--quick: 6 days each, like the quick run's generated series).
+        series = [s for k in seeds for s in _rs_series.generate(days=6 if quick else 12, seed=k)]
     elif quick:
         series = _rs_series.load_traces(max_days=6)[::2] + _rs_series.generate(days=6, seed=1)
     else:

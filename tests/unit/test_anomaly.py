@@ -162,7 +162,7 @@ def _pods_becoming_ready(ready_at: tuple[int, ...], seed: int) -> tuple[np.ndarr
     samples: the same load spread over 1, then 2, then 3 pods (the cluster test's simulator)."""
     rps = 60.0 * (1.0 + noise(seed, 0.02))
     ready = 1 + sum((np.arange(N) >= k).astype(int) for k in ready_at)
-    return rps, 100.0 + 60.0 * rps / 60.0 / ready
+    return rps, 100.0 + rps / ready
 
 
 @pytest.mark.parametrize("ready_at", [(2, 24), (12, 24), (30, 90), (60, 120)])
