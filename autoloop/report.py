@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 SPARK_CHARS: Final = "▁▂▃▄▅▆▇█"
@@ -43,7 +44,21 @@ def _settings(s: dict[str, Any] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in s.items())
 
 
-def explain(obj: dict[str, Any], *, decisions: int = 10) -> str:
+def _change_budget(spec: dict[str, Any], status: dict[str, Any], now: datetime) -> str:
+    """The applied changes the budgets count now, next to the budgets themselves."""
+    safety = spec.get("safety", {})
+    times = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in status.get("recentChangeTimes", [])]
+    hour = sum(1 for t in times if now - t < timedelta(hours=1))
+    day = sum(1 for t in times if now - t < timedelta(days=1))
+    daily = safety.get("maxChangesPerDay")
+    return (
+        f"changes: last {status.get('lastChangeTime', 'never')}; {hour} in the last hour "
+        f"(max {safety.get('maxChangesPerHour', 4)}), {day} in the last 24h"
+        + (f" (max {daily})" if daily else "")
+    )
+
+
+def explain(obj: dict[str, Any], *, decisions: int = 10, now: datetime | None = None) -> str:
     """What an OptimizationLoop saw, proposed, what safety said and what happened after."""
     meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status", {})
     target = spec.get("targetRef", {})
@@ -67,6 +82,7 @@ def explain(obj: dict[str, Any], *, decisions: int = 10) -> str:
         f"observed: {_settings(status.get('observed'))}",
         f"improvement vs baseline (%): {_settings(status.get('improvement'))}",
         f"model: {status.get('modelVersion', '-')}",
+        _change_budget(spec, status, now or datetime.now(UTC)),
     ]
     rec = status.get("recommendation")
     if rec:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 
 from autoloop import report
 
@@ -94,3 +95,21 @@ def test_sparkline_edges() -> None:
     assert report.sparkline([math.nan, math.nan]) == ""
     assert report.sparkline([1.0, 1.0]) == "▁▁"  # a flat series is a flat line, not a crash
     assert len(report.sparkline(list(range(500)), width=40)) == 40
+
+
+def test_explain_counts_the_changes_against_the_budgets() -> None:
+    loop = {
+        **LOOP,
+        "spec": {**LOOP["spec"], "safety": {"maxChangesPerHour": 2, "maxChangesPerDay": 5}},
+        "status": {
+            **LOOP["status"],
+            "lastChangeTime": "2026-11-25T10:30:00Z",
+            "recentChangeTimes": ["2026-11-24T09:00:00Z", "2026-11-25T01:00:00Z", "2026-11-25T10:30:00Z"],
+        },
+    }
+    text = report.explain(loop, now=datetime(2026, 11, 25, 11, 0, tzinfo=UTC))
+    # The change of 26 h ago is stored but no longer counts.
+    assert "changes: last 2026-11-25T10:30:00Z; 1 in the last hour (max 2), 2 in the last 24h (max 5)" in text
+    assert (
+        "changes: last never; 0 in the last hour (max 4), 0 in the last 24h\n" in report.explain(LOOP) + "\n"
+    )
