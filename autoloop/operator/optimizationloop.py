@@ -106,9 +106,9 @@ def observe(
 APPROVE_ANNOTATION: Final = f"{GROUP}/approve"
 """Set on a loop to a recommendation's decision id to have autoloop apply exactly that decision once."""
 REAPPLY_WITHIN: Final = timedelta(minutes=10)
-# Applied changes the status remembers for the budgets (`status.recentChangeTimes` maxItems).
-MAX_REMEMBERED_CHANGES: Final = 100
 """A recorded-but-unconfirmed decision older than this is abandoned instead of applied late."""
+MAX_REMEMBERED_CHANGES: Final = 100
+"""Applied changes the status remembers for the budgets (`status.recentChangeTimes` maxItems)."""
 LATENCY_METRICS: Final = (BuiltinMetric.LATENCY_P95, BuiltinMetric.LATENCY_P99)
 ANALYSIS_WINDOW_SECONDS: Final = 1800.0
 """History the anomaly detector sees each pass: its reference plus the recent samples it tests."""
