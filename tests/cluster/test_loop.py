@@ -451,6 +451,11 @@ def test_loop_without_slo_signals_rightsizes_requests_from_usage(
     assert len(applied) == 2
     assert len(s["recentChangeTimes"]) == 2 and s["recentChangeTimes"][-1] == s["lastChangeTime"]
     assert "SafetyBlocked" in {c["type"] for c in s["conditions"] if c["status"] == "True"}
+    # The intent written before each change was cleared once the change was made: no decision is
+    # left pending, and none was "confirmed after a restart" on a later pass.
+    assert "pendingDecision" not in s
+    events = control_plane.kubectl("-n", namespace, "describe", "oloop", "worker").stdout
+    assert "Applied" in events.split("Events:")[-1] and "Confirmed" not in events.split("Events:")[-1]
 
 
 def test_a_workload_managed_by_another_controller_is_left_alone(

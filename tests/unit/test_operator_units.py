@@ -55,34 +55,6 @@ def test_status_patch_removes_keys_no_longer_set() -> None:
     assert "observedGeneration" not in patch
 
 
-def test_an_intent_written_during_the_pass_is_cleared_by_the_final_status_patch(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # apply_decision writes pendingDecision before patching the target and clears it after: the
-    # pass's final patch must null it, although the status at the start of the pass never had it.
-    patches: list[dict[str, object]] = []
-    monkeypatch.setattr(wiring.kube, "patch_status", lambda clients, **kw: patches.append(kw["status"]))
-    monkeypatch.setattr(wiring.kopf, "event", lambda *a, **kw: None)
-
-    def run_pass(p: optimizationloop.LoopPass, memo: object) -> None:
-        intent = {"pendingDecision": "web-u1"}
-        wiring.kube.patch_status(None, plural="x", namespace=p.namespace, name=p.name, status=intent)
-        p.written.update(intent)
-        p.status.pending_decision = None  # the target was patched: intent confirmed
-
-    reconcile = wiring.make_reconciler(
-        kind=OptimizationLoop,
-        status_type=OptimizationLoopStatus,
-        spec_problems=lambda loop, ns: [],
-        run_pass=run_pass,
-    )
-    spec = {"targetRef": {"name": "web"}, "objectives": [{"name": "q", "query": "up"}], "knobs": {}}
-    memo = type("Memo", (), {"clients": None})()
-    reconcile(body={}, spec=spec, status={}, meta={"generation": 1}, namespace="shop", name="web", memo=memo)
-    assert patches[0] == {"pendingDecision": "web-u1"}
-    assert patches[-1]["pendingDecision"] is None
-
-
 def test_settings_from_env_and_validate() -> None:
     s = OperatorSettings.from_env(
         {
