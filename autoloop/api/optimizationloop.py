@@ -255,7 +255,7 @@ class OptimizationLoopStatus(StatusBase):
     last_change_time: str | None = None
     recent_change_times: list[str] = Field(
         default_factory=list,
-        description="Applied changes of the last 24 h (RFC 3339), for the change budgets.",
+        description="Applied changes of the last 24 h (RFC 3339, at most 96), for the change budgets.",
         json_schema_extra={"maxItems": 100},
     )
     anomalies: list[dict[str, Any]] = Field(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import kopf
@@ -107,8 +107,6 @@ APPROVE_ANNOTATION: Final = f"{GROUP}/approve"
 """Set on a loop to a recommendation's decision id to have autoloop apply exactly that decision once."""
 REAPPLY_WITHIN: Final = timedelta(minutes=10)
 """A recorded-but-unconfirmed decision older than this is abandoned instead of applied late."""
-MAX_REMEMBERED_CHANGES: Final = 100
-"""Applied changes the status remembers for the budgets (`status.recentChangeTimes` maxItems)."""
 LATENCY_METRICS: Final = (BuiltinMetric.LATENCY_P95, BuiltinMetric.LATENCY_P99)
 ANALYSIS_WINDOW_SECONDS: Final = 1800.0
 """History the anomaly detector sees each pass: its reference plus the recent samples it tests."""
@@ -318,10 +316,12 @@ def remembered_changes(p: LoopPass) -> tuple[float, ...]:
 
 
 def note_change(p: LoopPass, at: datetime) -> None:
-    """Remember an applied change for the cooldown and the hourly and daily change budgets."""
+    """Remember an applied change for the cooldown and the hourly and daily change budgets (the
+    same last-day window and bound as the loop engine's own change times)."""
     p.status.last_change_time = rfc3339(at)
-    kept = [t for t in p.status.recent_change_times if at - parse_time(t) < timedelta(days=1)]
-    p.status.recent_change_times = [*kept[-(MAX_REMEMBERED_CHANGES - 1) :], rfc3339(at)]
+    times = [parse_time(t).timestamp() for t in p.status.recent_change_times]
+    kept = engine.change_times_after(times, at.timestamp())
+    p.status.recent_change_times = [rfc3339(datetime.fromtimestamp(t, UTC)) for t in kept]
 
 
 def settings_unchanged(recorded: dict[str, Any], workload: kube.Workload) -> bool:

@@ -9,6 +9,7 @@ import pytest
 from autoloop.api.common import Decision
 from autoloop.api.maintenanceplan import MaintenancePlan
 from autoloop.api.optimizationloop import OptimizationLoop, OptimizationLoopStatus
+from autoloop.engines import loop as engine
 from autoloop.operator import maintenanceplan, optimizationloop, wiring
 from autoloop.operator.settings import OperatorSettings
 
@@ -127,5 +128,5 @@ def test_applied_changes_are_remembered_for_a_day_for_the_change_budgets() -> No
     # Bounded like the CRD says (maxItems), newest kept.
     for k in range(150):
         optimizationloop.note_change(p, NOW + timedelta(seconds=k))
-    assert len(status.recent_change_times) == optimizationloop.MAX_REMEMBERED_CHANGES
+    assert len(status.recent_change_times) == engine.MAX_CHANGE_TIMES
     assert status.recent_change_times[-1] == (NOW + timedelta(seconds=149)).strftime("%Y-%m-%dT%H:%M:%SZ")
