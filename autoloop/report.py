@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from autoloop.api.common import parse_time
+
 SPARK_CHARS: Final = "▁▂▃▄▅▆▇█"
 
 
@@ -47,7 +49,7 @@ def _settings(s: dict[str, Any] | None) -> str:
 def _change_budget(spec: dict[str, Any], status: dict[str, Any], now: datetime) -> str:
     """The applied changes the budgets count now, next to the budgets themselves."""
     safety = spec.get("safety", {})
-    times = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in status.get("recentChangeTimes", [])]
+    times = [parse_time(t) for t in status.get("recentChangeTimes", [])]
     hour = sum(1 for t in times if now - t < timedelta(hours=1))
     day = sum(1 for t in times if now - t < timedelta(days=1))
     daily = safety.get("maxChangesPerDay")
