@@ -10,14 +10,16 @@ How it decides:
    into complete day windows ending at the last day boundary (so the forecast is stable within a
    day). Each window gives its usage quantile at the risk level, its median level, its peak and
    the level it ends at (median of its last two hours).
-2. CPU: the recency-weighted mean of the windows' quantiles, rescaled to the latest level or
-   not, with a half-life of 0.5-16 days: which of these forecasts is used is chosen on the
-   workload's own history (smallest mean absolute log error of the same forecast made at each
-   past day boundary), since how fast to forget and whether a level change persists are
-   properties of the workload. The median realised/forecast ratio of the chosen forecast is a
-   multiplicative correction, clipped to [0.9, 1.5]. A surge (the median of the last hour above
-   1.5 x the forecast at q0.9, whatever the risk: a busy phase or a level shift, not a burst of
-   minutes) lifts the need to the last hour's own risk quantile at once, and only while it lasts.
+2. CPU: the risk quantile of the past days' minutes pooled, each day recency-weighted with a
+   half-life of 0.5-16 days and rescaled to the latest level or not: which half-life and whether to
+   rescale are chosen on the workload's own history (smallest mean absolute log error of the
+   recency-weighted mean of the day quantiles, forecast at each past day boundary), since how fast
+   to forget and whether a level change persists are properties of the workload. Pooling makes the
+   risk what it says, the share of (weighted) past minutes above the need, where the mean of each
+   day's quantile is right for no day when days differ in shape (with fewer than four days: that
+   mean, until the backtest can choose). A surge (the median of the last hour above 1.5 x the
+   forecast at q0.9, whatever the risk: a busy phase or a level shift, not a burst of minutes)
+   lifts the need to the last hour's own risk quantile at once, and only while it lasts.
 3. Memory forecasts the day peak from the newest week of windows: the recency-weighted mean of
    past peaks rescaled by the level each window ends at (a step inside a window leaves its median
    half-old), never scaled down within the last three windows (a weekend's lower level comes back
@@ -53,16 +55,16 @@ OOM_BUMP_RATIO: Final[float] = 1.2
 OOM_MIN_BUMP_BYTES: Final[float] = 100.0 * 1024 * 1024
 # Memory is a hard failure (OOM kill), CPU a soft one (throttling): memory's risk is 10x stricter.
 MEMORY_RISK_FACTOR: Final[float] = 0.1
-# Bounds on the conformal multiplier: a wild history must not produce a wild request.
-MIN_CONFORMAL: Final[float] = 0.9
-MAX_CONFORMAL: Final[float] = 1.5
-# Windows needed before the conformal margin is used (two back-forecasts), and the margin used
-# before that: VPA's safetyMarginFraction (vertical-pod-autoscaler/pkg/recommender/logic/
+# Bounds on memory's margin (the worst past miss): a wild history must not produce a wild request.
+MIN_MARGIN: Final[float] = 0.9
+MAX_MARGIN: Final[float] = 1.5
+# Windows needed before past misses calibrate memory's margin (two back-forecasts) and before the
+# CPU forecast is chosen by backtest; memory's margin before that: VPA's safetyMarginFraction (vertical-pod-autoscaler/pkg/recommender/logic/
 # recommender.go), so a young history is no riskier than VPA's.
 MIN_CALIBRATION_WINDOWS: Final[int] = 4
 UNCALIBRATED_MARGIN: Final[float] = 0.15
 # Day windows of history: two weeks, what a default Prometheus keeps (15 d retention). A single
-# week gives the backtest that chooses the CPU forecast and its margin only five past boundaries to
+# week gives the backtest that chooses the CPU forecast only five past boundaries to
 # judge the candidates on; two weeks give twelve (bench/rightsizing: cost at VPA's overrun 0.919 ->
 # 0.899 of VPA's, with less overrun and fewer changes).
 DEFAULT_HISTORY_DAYS: Final[int] = 14
@@ -163,7 +165,7 @@ class Recommendation(BaseModel):
     lower: float
     upper: float
     need: float
-    """The forecast usage quantile of the next horizon, after the conformal margin."""
+    """The forecast usage quantile of the next horizon (memory: its peak, after the margin)."""
     change: bool
     confidence: float
     """History available / a week (or `history_days` if shorter), in [0, 1]."""
@@ -180,7 +182,7 @@ def _window_stats(
 
 
 class RightsizingRecommender:
-    """Seasonal, level-adjusted quantile forecaster with a conformal margin and hysteresis."""
+    """Seasonal, level-adjusted quantile forecaster with hysteresis (see the module docstring)."""
 
     def __init__(self, params: RightsizingParams | None = None) -> None:
         self.params = params or RightsizingParams()
@@ -191,7 +193,7 @@ class RightsizingRecommender:
         return 1.0 - risk
 
     def forecast(self, timestamps: npt.ArrayLike, usage: npt.ArrayLike) -> tuple[float, float]:
-        """The need for the next horizon (after the conformal margin) and the confidence."""
+        """The need for the next horizon and the confidence."""
         need, confidence, _, _, _ = self._forecast(timestamps, usage)
         return need, confidence
 
@@ -220,12 +222,14 @@ class RightsizingRecommender:
         edges = end - width * np.arange(self.params.history_days + 1)
         idx = np.searchsorted(ts, edges[::-1], side="right")[::-1]
         stats: list[tuple[float, float, float, float, float]] = []
+        windows: list[npt.NDArray[np.float64]] = []
         for k in range(self.params.history_days):
             lo, hi = idx[k + 1], idx[k]
             if hi - lo < MIN_WINDOW_SAMPLES:
                 break
             tail_start = max(lo, int(np.searchsorted(ts, ts[hi - 1] - END_LEVEL_SECONDS, side="right")))
             stats.append(_window_stats(us[lo:hi], self.quantile, hi - tail_start))
+            windows.append(us[lo:hi])
         if not stats:
             return float(np.max(us)), 0.0, self.params.hysteresis, 0.0, ""
         quant = np.array([s[0] for s in stats])
@@ -250,7 +254,12 @@ class RightsizingRecommender:
                 else self.params.hysteresis
             )
             model = self._select(quant, level)
-            need = self._combine(quant, level, model) * self._conformal(quant, level, model)
+            # Until the backtest can choose the forecast, the mean of the windows' quantiles.
+            need = (
+                self._pooled_quantile(windows, level, model)
+                if quant.size >= MIN_CALIBRATION_WINDOWS
+                else self._combine(quant, level, model)
+            )
             if self.params.surge:
                 # The surge is judged against the need at a fixed quantile, whatever the risk: a
                 # higher risk lowers the request, not the bar for a surge.
@@ -329,9 +338,7 @@ class RightsizingRecommender:
             if keep[k]
         ]
         margin = (
-            float(np.clip(np.max(misses), MIN_CONFORMAL, MAX_CONFORMAL))
-            if misses
-            else 1.0 + UNCALIBRATED_MARGIN
+            float(np.clip(np.max(misses), MIN_MARGIN, MAX_MARGIN)) if misses else 1.0 + UNCALIBRATED_MARGIN
         )
         adjusted = (peak * self._memory_scale(level))[keep]
         return base * margin, base, _relative_spread(adjusted)
@@ -373,6 +380,28 @@ class RightsizingRecommender:
         half_life, rescale = model
         return self._weighted(quant * (level[0] / level) if rescale else quant, half_life_days=half_life)
 
+    def _pooled_quantile(
+        self,
+        windows: Sequence[npt.NDArray[np.float64]],
+        level: npt.NDArray[np.float64],
+        model: tuple[float, bool],
+    ) -> float:
+        """CPU need: the risk quantile of the windows' samples pooled, each window rescaled to the
+        latest level or not (`model`) and weighted by its recency (each day counts once, whatever
+        its number of samples)."""
+        half_life, rescale = model
+        values, weights = [], []
+        for k, window in enumerate(windows):
+            scaled = window * (level[0] / level[k]) if rescale else window
+            recency = 0.5 ** (k * self.params.horizon_seconds / SECONDS_PER_DAY / half_life)
+            values.append(scaled)
+            weights.append(np.full(scaled.size, recency / scaled.size))
+        pooled = np.concatenate(values)
+        order = np.argsort(pooled, kind="stable")
+        cumulative = np.cumsum(np.concatenate(weights)[order])
+        at = int(np.searchsorted(cumulative, self.quantile * cumulative[-1]))
+        return float(pooled[order[min(at, pooled.size - 1)]])
+
     def _backtest(
         self, quant: npt.NDArray[np.float64], level: npt.NDArray[np.float64], model: tuple[float, bool]
     ) -> list[float]:
@@ -392,15 +421,6 @@ class RightsizingRecommender:
         models = [(hl, rs) for hl in HALF_LIFE_CANDIDATES_DAYS for rs in (True, False)]
         errors = [float(np.mean(np.abs(np.log(self._backtest(quant, level, m))))) for m in models]
         return models[int(np.argmin(errors))]
-
-    def _conformal(
-        self, quant: npt.NDArray[np.float64], level: npt.NDArray[np.float64], model: tuple[float, bool]
-    ) -> float:
-        """CPU: the median realised/forecast ratio over past window boundaries."""
-        ratios = self._backtest(quant, level, model)
-        if len(ratios) < MIN_CALIBRATION_WINDOWS - 2:
-            return 1.0
-        return float(np.clip(np.median(ratios), MIN_CONFORMAL, MAX_CONFORMAL))
 
     def recommend(
         self,

@@ -21,9 +21,23 @@ def test_stationary_need_is_the_risk_quantile() -> None:
     ts, us = series(7)
     rec = recommend.RightsizingRecommender(recommend.RightsizingParams(risk=0.05))
     need, conf = rec.forecast(ts, us)
-    # Uniform(0.5, 1.5): the 0.95 quantile is 1.45; conformal ratios are ~1 on a stationary series.
+    # Uniform(0.5, 1.5): the 0.95 quantile is 1.45.
     assert need == pytest.approx(1.45, rel=0.02)
     assert conf == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.parametrize(("risk", "expected"), [(0.2, 1.0), (0.125, 3.0)])
+def test_cpu_need_is_the_risk_quantile_of_the_past_minutes_pooled(risk: float, expected: float) -> None:
+    # Calm days at 1.0 alternate with days that spend 30 % of their minutes at 3.0 (same median):
+    # 15 % of all past minutes are at 3.0. Below a risk of 15 % the need must cover them; above it,
+    # not. The mean of each day's quantile would say 2.0 either way, right for no day.
+    ts, _ = series(9)
+    minute = np.arange(ts.size) % 1440
+    busy = (ts // DAY) % 2 == 1
+    us = np.where(busy & (minute < 0.3 * 1440), 3.0, 1.0)
+    rec = recommend.RightsizingRecommender(recommend.RightsizingParams(risk=risk, half_life_days=1000.0))
+    need, _ = rec.forecast(ts, us)
+    assert need == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
