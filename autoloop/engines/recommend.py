@@ -59,14 +59,15 @@ MEMORY_RISK_FACTOR: Final[float] = 0.1
 MIN_MARGIN: Final[float] = 0.9
 MAX_MARGIN: Final[float] = 1.5
 # Windows needed before past misses calibrate memory's margin (two back-forecasts) and before the
-# CPU forecast is chosen by backtest; memory's margin before that: VPA's safetyMarginFraction (vertical-pod-autoscaler/pkg/recommender/logic/
-# recommender.go), so a young history is no riskier than VPA's.
+# CPU forecast is chosen by backtest; memory's margin before that: VPA's safetyMarginFraction
+# (vertical-pod-autoscaler/pkg/recommender/logic/recommender.go), so a young history is no
+# riskier than VPA's.
 MIN_CALIBRATION_WINDOWS: Final[int] = 4
 UNCALIBRATED_MARGIN: Final[float] = 0.15
 # Day windows of history: two weeks, what a default Prometheus keeps (15 d retention). A single
-# week gives the backtest that chooses the CPU forecast only five past boundaries to
-# judge the candidates on; two weeks give twelve (bench/rightsizing: cost at VPA's overrun 0.919 ->
-# 0.899 of VPA's, with less overrun and fewer changes).
+# week gives the backtest that chooses the CPU forecast only five past boundaries to judge the
+# candidates on; two weeks give twelve (bench/rightsizing: cost at VPA's overrun 0.919 -> 0.899 of
+# VPA's, with less overrun and fewer changes).
 DEFAULT_HISTORY_DAYS: Final[int] = 14
 # Memory's peak forecast and margin read the newest week of windows: the margin is the worst past
 # miss, and the worst of two weeks only grows (unseen generated memory series: slack 0.287 with 14
