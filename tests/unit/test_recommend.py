@@ -30,7 +30,7 @@ def test_stationary_need_is_the_risk_quantile() -> None:
 def test_cpu_need_is_the_risk_quantile_of_the_past_minutes_pooled(risk: float, expected: float) -> None:
     # Calm days at 1.0 alternate with days that spend 30 % of their minutes at 3.0 (same median):
     # 15 % of all past minutes are at 3.0. Below a risk of 15 % the need must cover them; above it,
-    # not. The mean of each day's quantile would say 2.0 either way, right for no day.
+    # not. The mean of the days' quantiles (about 1.9 here) is right for no day, at either risk.
     ts, _ = series(9)
     minute = np.arange(ts.size) % 1440
     busy = (ts // DAY) % 2 == 1
