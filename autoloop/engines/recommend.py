@@ -370,9 +370,12 @@ class RightsizingRecommender:
         """Recency-weighted mean (ages in horizons; by default newest first, one apart)."""
         if ages is None:
             ages = np.arange(values.size, dtype=np.float64)
-        hl = half_life_days or self.params.half_life_days or DEFAULT_HALF_LIFE_DAYS
-        weights = np.power(0.5, ages * self.params.horizon_seconds / SECONDS_PER_DAY / hl)
+        weights = self._recency(ages, half_life_days or self.params.half_life_days or DEFAULT_HALF_LIFE_DAYS)
         return float(np.sum(weights * values) / np.sum(weights))
+
+    def _recency(self, ages: npt.NDArray[np.float64], half_life_days: float) -> npt.NDArray[np.float64]:
+        """Weights of windows `ages` horizons old, halving every `half_life_days`."""
+        return np.power(0.5, ages * self.params.horizon_seconds / SECONDS_PER_DAY / half_life_days)
 
     def _combine(
         self, quant: npt.NDArray[np.float64], level: npt.NDArray[np.float64], model: tuple[float, bool]
@@ -391,15 +394,12 @@ class RightsizingRecommender:
         latest level or not (`model`) and weighted by its recency (each day counts once, whatever
         its number of samples)."""
         half_life, rescale = model
-        values, weights = [], []
-        for k, window in enumerate(windows):
-            scaled = window * (level[0] / level[k]) if rescale else window
-            recency = 0.5 ** (k * self.params.horizon_seconds / SECONDS_PER_DAY / half_life)
-            values.append(scaled)
-            weights.append(np.full(scaled.size, recency / scaled.size))
-        pooled = np.concatenate(values)
+        scale = level[0] / level if rescale else np.ones(len(windows))
+        recency = self._recency(np.arange(len(windows), dtype=np.float64), half_life)
+        pooled = np.concatenate([w * f for w, f in zip(windows, scale, strict=True)])
+        weights = np.concatenate([np.full(w.size, r / w.size) for w, r in zip(windows, recency, strict=True)])
         order = np.argsort(pooled, kind="stable")
-        cumulative = np.cumsum(np.concatenate(weights)[order])
+        cumulative = np.cumsum(weights[order])
         at = int(np.searchsorted(cumulative, self.quantile * cumulative[-1]))
         return float(pooled[order[min(at, pooled.size - 1)]])
 
