@@ -21,6 +21,28 @@ QUANTITY_PATTERN: Final = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?
 # DNS-1123 label names: what Kubernetes accepts for most object names.
 NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
+# Kubernetes qualified names (label and annotation keys): an optional DNS-subdomain prefix and `/`,
+# then a name of at most 63 characters; the same rule the apiserver applies to metadata keys.
+QUALIFIED_NAME_PATTERN: Final = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+# Prefixes a user may not write on nodes through the operator: Kubernetes' own (kubernetes.io,
+# k8s.io and their subdomains) and ours (a forged cordon or maintenance marker would hand a node
+# to another plan).
+RESERVED_KEY_PATTERN: Final = r"^([^/]*\.)?(kubernetes\.io|k8s\.io|x0tta6bl4\.io)/"
+MAX_PREFIX_LENGTH: Final = 253
+
+
+def qualified_key_problem(key: str) -> str | None:
+    """Why `key` may not be used as an annotation key the operator writes, or None."""
+    if not re.fullmatch(QUALIFIED_NAME_PATTERN, key) or len(key.partition("/")[0]) > MAX_PREFIX_LENGTH:
+        return f"{key!r} is not a qualified name (optional DNS prefix and '/', then at most 63 of [A-Za-z0-9-_.])"
+    if re.match(RESERVED_KEY_PATTERN, key):
+        return f"{key!r} uses a reserved prefix (kubernetes.io, k8s.io, x0tta6bl4.io and their subdomains)"
+    return None
+
+
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _DURATION_UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _QUANTITY = re.compile(

@@ -144,7 +144,7 @@ def custom_resource_definition(kind: type[BaseModel]) -> dict[str, Any]:
         },
         "spec": {
             "group": GROUP,
-            "scope": "Namespaced",
+            "scope": getattr(kind, "SCOPE", "Namespaced"),
             "names": {
                 "kind": kind.KIND,  # type: ignore[attr-defined]
                 "listKind": f"{kind.KIND}List",  # type: ignore[attr-defined]

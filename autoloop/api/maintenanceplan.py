@@ -7,11 +7,46 @@ from enum import StrEnum
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, JsonValue, field_validator
 
-from autoloop.api.common import ApiModel, Duration, LabelSelector, Mode, Solver, StatusBase
+from autoloop.api.common import (
+    NAME_PATTERN,
+    QUALIFIED_NAME_PATTERN,
+    RESERVED_KEY_PATTERN,
+    ApiModel,
+    Duration,
+    LabelSelector,
+    Mode,
+    Solver,
+    StatusBase,
+    qualified_key_problem,
+)
 
 TIME_OF_DAY_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+def _key_rules(subject: str) -> list[JsonValue]:
+    """CEL twins of `qualified_key_problem` over `subject` (a CEL expression of a list of keys)."""
+    return [
+        {
+            "rule": f"{subject}.all(k, k.matches(r'{QUALIFIED_NAME_PATTERN}'))",
+            "message": "annotation keys must be qualified names (optional DNS prefix and '/', "
+            "then a name of at most 63 of [A-Za-z0-9-_.])",
+        },
+        {
+            "rule": f"{subject}.all(k, !k.matches(r'{RESERVED_KEY_PATTERN}'))",
+            "message": "annotation keys may not use the reserved prefixes kubernetes.io, k8s.io, "
+            "x0tta6bl4.io or their subdomains",
+        },
+    ]
+
+
+MAX_CONCURRENT_RULE: dict[str, JsonValue] = {
+    "rule": "type(self) == int ? self >= 1 : (self.endsWith('%') ? "
+    "int(self.substring(0, size(self) - 1)) >= 1 && int(self.substring(0, size(self) - 1)) <= 100 : "
+    "int(self) >= 1)",
+    "message": "maxConcurrent must allow at least one node: a count >= 1 or a percent from 1% to 100%",
+}
 
 
 class Weekday(StrEnum):
@@ -88,28 +123,89 @@ class ConcurrencyGroup(ApiModel):
 
 
 class Drain(ApiModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "duration(self.timeout) > duration('0s')",
+                    "message": "drain.timeout must be above 0s",
+                },
+                {
+                    "rule": "duration(self.retryInterval) >= duration('1s')",
+                    "message": "drain.retryInterval must be at least 1s",
+                },
+            ]
+        }
+    )
+
     timeout: Duration = Field(default="10m", description="Give up draining a node after this long.")
     grace_period_seconds: int | None = Field(default=None, ge=0, le=3600)
     pod_selector: LabelSelector | None = Field(default=None, description="Only evict pods that match.")
     retry_interval: Duration = Field(default="5s", description="Backoff after a PDB refuses an eviction.")
 
 
+class WorkloadRestart(ApiModel):
+    """Deployments of one namespace to roll on a node's turn (a MaintenancePlan is cluster-wide,
+    so the namespace is named, never implied)."""
+
+    namespace: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    selector: LabelSelector
+
+
 class Actions(ApiModel):
     """What maintenance does to a node, in order: cordon, drain, act, wait, uncordon."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "duration(self.readyTimeout) > duration('0s')",
+                    "message": "actions.readyTimeout must be above 0s",
+                },
+            ]
+        }
+    )
+
     cordon: bool = True
     drain: bool = True
-    restart_workloads: LabelSelector | None = Field(
-        default=None, description="Workloads (Deployments) to restart on the node's turn."
+    restart_workloads: WorkloadRestart | None = Field(
+        default=None,
+        description="Deployments to restart on the node's turn: a namespace and a label selector.",
     )
     annotate: dict[str, str] = Field(
-        default_factory=dict, description="Annotations set on the node for an external agent to act on."
+        default_factory=dict,
+        description="Annotations set on the node for an external agent to act on. Keys are qualified names "
+        "outside the reserved prefixes (kubernetes.io, k8s.io, x0tta6bl4.io and their subdomains).",
+        json_schema_extra={
+            "maxProperties": 32,
+            "additionalProperties": {"type": "string", "maxLength": 4096},
+            "x-kubernetes-validations": _key_rules("self"),
+        },
     )
     ready_annotation: str | None = Field(
-        default=None, description="The node annotation an external agent sets when its work is done."
+        default=None,
+        max_length=317,
+        description="The node annotation an external agent sets when its work is done (a qualified name "
+        "outside the reserved prefixes).",
+        json_schema_extra={"x-kubernetes-validations": _key_rules("[self]")},
     )
     ready_timeout: Duration = Field(default="30m")
     uncordon: bool = True
+
+    @field_validator("annotate")
+    @classmethod
+    def _annotation_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = [p for key in value if (p := qualified_key_problem(key))]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("ready_annotation")
+    @classmethod
+    def _ready_key(cls, value: str | None) -> str | None:
+        if value is not None and (problem := qualified_key_problem(value)):
+            raise ValueError(problem)
+        return value
 
 
 class Blocker(ApiModel):
@@ -135,8 +231,12 @@ class MaintenancePlanSpec(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "has(self.nodeSelector) || has(self.workloadSelector) || size(self.nodes) > 0",
-                    "message": "select nodes (nodeSelector or nodes) or workloads (workloadSelector)",
+                    "rule": "has(self.nodeSelector) || size(self.nodes) > 0",
+                    "message": "select nodes: nodeSelector or nodes",
+                },
+                {
+                    "rule": "duration(self.interval) >= duration('10s')",
+                    "message": "interval must be at least 10s",
                 },
                 {
                     "rule": "duration(self.horizon) >= duration('1h')",
@@ -147,9 +247,11 @@ class MaintenancePlanSpec(ApiModel):
     )
 
     node_selector: LabelSelector | None = None
-    workload_selector: LabelSelector | None = None
     nodes: list[str] = Field(
-        default_factory=list, max_length=1000, description="Nodes to maintain regardless of predicted risk."
+        default_factory=list,
+        max_length=1000,
+        description="Nodes to maintain regardless of predicted risk.",
+        json_schema_extra={"items": {"type": "string", "maxLength": 253, "pattern": NAME_PATTERN}},
     )
     horizon: Duration = Field(default="24h", description="Failure prediction horizon.")
     risk_threshold: float = Field(
@@ -159,7 +261,11 @@ class MaintenancePlanSpec(ApiModel):
     max_concurrent: int | str = Field(
         default=1,
         description="Nodes in maintenance at once: a count or a percent like 10%.",
-        json_schema_extra={"x-kubernetes-int-or-string": True, "pattern": r"^([0-9]+%?)$"},
+        json_schema_extra={
+            "x-kubernetes-int-or-string": True,
+            "pattern": r"^([0-9]{1,6}%?)$",
+            "x-kubernetes-validations": [MAX_CONCURRENT_RULE],
+        },
     )
     groups: list[ConcurrencyGroup] = Field(default_factory=list, max_length=8)
     min_spacing: Duration = Field(default="0s", description="Minimum time between two nodes' starts.")
@@ -172,7 +278,16 @@ class MaintenancePlanSpec(ApiModel):
     force: bool = Field(
         default=False, description="Delete pods whose eviction a PDB keeps refusing after the drain timeout."
     )
-    interval: Duration = Field(default="1m", description="How often the plan is re-evaluated.")
+    interval: Duration = Field(default="1m", description="How often the plan is re-evaluated (at least 10s).")
+
+    @field_validator("max_concurrent")
+    @classmethod
+    def _at_least_one(cls, value: int | str) -> int | str:
+        text = str(value)
+        number = int(text.removesuffix("%")) if text.removesuffix("%").isdigit() else -1
+        if number < 1 or (text.endswith("%") and number > 100):
+            raise ValueError("maxConcurrent must allow at least one node: a count >= 1 or 1% to 100%")
+        return value
 
 
 class NodeRisk(ApiModel):
@@ -214,6 +329,9 @@ class MaintenancePlan(ApiModel):
     """Predict node failures, schedule maintenance (cordon, drain, act, uncordon) into allowed windows, and execute it within disruption limits."""
 
     KIND: ClassVar[str] = "MaintenancePlan"
+    SCOPE: ClassVar[str] = "Cluster"
+    """Maintenance cordons and drains nodes, evicting pods of every namespace: cluster-wide power,
+    so only those who may write cluster-scoped objects (cluster administrators) declare it."""
     PLURAL: ClassVar[str] = "maintenanceplans"
     SINGULAR: ClassVar[str] = "maintenanceplan"
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("mplan",)

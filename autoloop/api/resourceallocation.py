@@ -79,6 +79,10 @@ class ResourceAllocationSpec(ApiModel):
                     "rule": "duration(self.interval) >= duration('10s')",
                     "message": "interval must be at least 10s",
                 },
+                {
+                    "rule": "duration(self.timeLimit) >= duration('100ms') && duration(self.timeLimit) <= duration('1m')",
+                    "message": "timeLimit must be between 100ms and 1m (a pass waits for the solver)",
+                },
             ]
         }
     )
@@ -90,7 +94,7 @@ class ResourceAllocationSpec(ApiModel):
     horizon: Duration = Field(default="1h", description="How far ahead demand is forecast.")
     interval: Duration = Field(default="5m", description="How often the allocation is recomputed.")
     solver: Solver = Solver.AUTO
-    time_limit: Duration = Field(default="10s", description="Solver time budget.")
+    time_limit: Duration = Field(default="10s", description="Solver time budget, 100ms to 1m.")
     mode: Mode = Mode.RECOMMEND
     suspend: bool = False
 

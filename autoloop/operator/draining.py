@@ -3,7 +3,7 @@
 Every call here is idempotent, so a step repeated after a crash does no harm: cordoning a cordoned
 node, evicting a pod that is gone, or restarting a Deployment that already carries this node's
 restart stamp changes nothing. Draining evicts the pods of every namespace on the node (nodes are
-cluster-scoped, as with `kubectl drain` and kured); restarts only touch the plan's own namespace.
+cluster-scoped, as with `kubectl drain` and kured); restarts touch the one namespace the plan names.
 """
 
 from __future__ import annotations
@@ -203,9 +203,7 @@ def read_plan_status(
     clients: kube.Clients, *, plural: str, namespace: str, name: str
 ) -> tuple[str, dict[str, Any]]:
     """The resource's resourceVersion and status, fresh from the apiserver."""
-    obj: dict[str, Any] = clients.custom.get_namespaced_custom_object(
-        GROUP, "v1alpha1", namespace, plural, name
-    )  # type: ignore[assignment]
+    obj = kube.read_resource(clients, plural=plural, namespace=namespace, name=name)
     return str(obj["metadata"]["resourceVersion"]), dict(obj.get("status") or {})
 
 
@@ -226,11 +224,9 @@ def write_status_if_unchanged(
     """
     body = {"metadata": {"resourceVersion": resource_version}, "status": status}
     try:
-        obj: dict[str, Any] = clients.custom.patch_namespaced_custom_object_status(  # type: ignore[assignment]
-            GROUP, "v1alpha1", namespace, plural, name, body
-        )
+        obj = kube.merge_patch_status(clients, plural=plural, namespace=namespace, name=name, body=body)
     except ApiException as exc:
         if exc.status == 409:
-            raise kube.Conflict(f"{namespace}/{name} changed under us") from exc
+            raise kube.Conflict(f"{kube.object_key(namespace, name)} changed under us") from exc
         raise
     return str(obj["metadata"]["resourceVersion"])

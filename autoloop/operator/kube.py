@@ -7,7 +7,7 @@ operator can tell whether a recorded decision reached the target (intent, act, c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -327,12 +327,37 @@ def list_deployments(clients: Clients, namespace: str, label_selector: str) -> l
     return sorted(str(d.metadata.name) for d in items)
 
 
+def object_key(namespace: str, name: str) -> str:
+    """`namespace/name`, or `name` for a cluster-scoped object (namespace "")."""
+    return f"{namespace}/{name}" if namespace else name
+
+
+def read_resource(clients: Clients, *, plural: str, namespace: str, name: str) -> dict[str, Any]:
+    """One of our resources; `namespace` "" reads a cluster-scoped kind."""
+    if namespace:
+        obj = clients.custom.get_namespaced_custom_object(GROUP, "v1alpha1", namespace, plural, name)
+    else:
+        obj = clients.custom.get_cluster_custom_object(GROUP, "v1alpha1", plural, name)
+    return cast(dict[str, Any], obj)
+
+
+def merge_patch_status(
+    clients: Clients, *, plural: str, namespace: str, name: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Merge-patch the status subresource with `body`; `namespace` "" for a cluster-scoped kind."""
+    if namespace:
+        obj = clients.custom.patch_namespaced_custom_object_status(
+            GROUP, "v1alpha1", namespace, plural, name, body
+        )
+    else:
+        obj = clients.custom.patch_cluster_custom_object_status(GROUP, "v1alpha1", plural, name, body)
+    return cast(dict[str, Any], obj)
+
+
 def patch_status(clients: Clients, *, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
     """Merge-patch the status subresource of one of our resources."""
     try:
-        clients.custom.patch_namespaced_custom_object_status(
-            GROUP, "v1alpha1", namespace, plural, name, {"status": status}
-        )
+        merge_patch_status(clients, plural=plural, namespace=namespace, name=name, body={"status": status})
     except ApiException as exc:
         if exc.status == 404:
             return  # deleted meanwhile: nothing to report on

@@ -7,8 +7,9 @@ whose slot is now, within concurrency limits and unless a blocker fires → repo
 Progress of every node lives in status and is written before each step acts (intent, act,
 confirm), so a restarted operator resumes exactly where it was: every step's action is
 idempotent, a Done node is never drained again, and the concurrency count is the count of
-progress entries in an active step. Draining evicts the pods of every namespace on a node (nodes
-are cluster-scoped, as with kured); restarts touch only Deployments in the plan's namespace.
+progress entries in an active step. A MaintenancePlan is cluster-scoped: draining evicts the pods of
+every namespace on a node (as kured does), so only those who may write cluster-scoped objects
+declare one; restarts touch Deployments of the one namespace `actions.restartWorkloads` names.
 The plan's finalizer uncordons a node this plan cordoned when the plan is deleted mid-maintenance.
 Observing and scheduling live in `maintenance_planning`; this module selects, executes and reports.
 """
@@ -31,7 +32,7 @@ from autoloop.api.maintenanceplan import (
     NodeProgress,
     ScheduledSlot,
 )
-from autoloop.metrics.queries import QueryRefused, escape_label_value, scope_query
+from autoloop.metrics.queries import QueryRefused, check_query, escape_label_value
 from autoloop.metrics.source import MetricSource, MetricsUnavailable
 from autoloop.operator import draining, kube, telemetry, wiring
 from autoloop.operator.maintenance_planning import (
@@ -58,22 +59,23 @@ SAVE_ATTEMPTS: Final = 5
 
 
 def spec_problems(plan: MaintenancePlan, namespace: str) -> list[str]:
-    """Semantic errors the schema cannot express: time zones, percentages, blocker PromQL."""
+    """Semantic errors the schema cannot express: time zones, blocker PromQL.
+
+    A plan is cluster-scoped (`namespace` is ""): its author may read any namespace's metrics, so
+    blocker queries are parsed, not pinned to a namespace.
+    """
     problems: list[str] = []
+    if namespace:
+        problems.append(f"a MaintenancePlan is cluster-scoped; found one in namespace {namespace!r}")
     for i, window in enumerate(plan.spec.windows):
         try:
             window.zone()
         except ValueError as exc:
             problems.append(f"windows[{i}]: {exc}")
-    limit = plan.spec.max_concurrent
-    if isinstance(limit, str) and limit.endswith("%") and not 0 < int(limit[:-1]) <= 100:
-        problems.append("maxConcurrent percent must be between 1% and 100%")
-    if isinstance(limit, int | str) and str(limit) in ("0", "0%"):
-        problems.append("maxConcurrent must allow at least one node")
     for i, blocker in enumerate(plan.spec.blockers):
         if blocker.query is not None:
             try:
-                scope_query(blocker.query, namespace=namespace)
+                check_query(blocker.query)
             except QueryRefused as exc:
                 problems.append(f"blockers[{i}]: {exc}")
     return problems
@@ -174,12 +176,12 @@ def resting(progress: list[NodeProgress], *, cooldown: timedelta, now: datetime)
     return recent | {e.node for e in active(progress)}
 
 
-def blocker_queries(plan: MaintenancePlan, namespace: str) -> list[str]:
-    """Blocker PromQL: user queries scoped to the namespace; alerts as ALERTS{...} with the name escaped."""
+def blocker_queries(plan: MaintenancePlan) -> list[str]:
+    """Blocker PromQL: user queries as parsed; alerts as ALERTS{...} with the name escaped."""
     queries: list[str] = []
     for blocker in plan.spec.blockers:
         if blocker.query is not None:
-            queries.append(scope_query(blocker.query, namespace=namespace))
+            queries.append(check_query(blocker.query))
         elif blocker.alert is not None:
             queries.append(f'ALERTS{{alertname="{escape_label_value(blocker.alert)}",alertstate="firing"}}')
     return queries
@@ -195,7 +197,7 @@ class Executor:
         self.p = p
         self.clients = clients
         self.plan = p.resource
-        self.owner = f"{p.namespace}/{p.name}"
+        self.owner = kube.object_key(p.namespace, p.name)
         self.stored = [e.wire() for e in p.status.progress]
         """The progress as stored after our last write: anything else there means another writer."""
         self._t0 = time.monotonic()
@@ -349,12 +351,14 @@ class Executor:
         if node is None:
             return False
         if node.annotations.get(draining.MAINTENANCE_ANNOTATION) != marker:
-            if actions.restart_workloads is not None:
+            restart = actions.restart_workloads
+            if restart is not None:
                 names = draining.restart_deployments(
-                    self.clients, self.p.namespace, actions.restart_workloads, stamp=stamp
+                    self.clients, restart.namespace, restart.selector, stamp=stamp
                 )
                 if names:
-                    self.p.event("Normal", "Restarted", f"{entry.node}: restarted {', '.join(names)}"[:1000])
+                    restarted = ", ".join(f"{restart.namespace}/{n}" for n in names)
+                    self.p.event("Normal", "Restarted", f"{entry.node}: restarted {restarted}"[:1000])
             annotations: dict[str, str | None] = {**actions.annotate, draining.MAINTENANCE_ANNOTATION: marker}
             if actions.ready_annotation:
                 annotations[actions.ready_annotation] = None  # a stale "ready" from an earlier turn
@@ -393,7 +397,7 @@ def drop_missing(p: PlanPass, clients: kube.Clients, selected: set[str]) -> None
 
 def check_blockers(p: PlanPass, source: MetricSource) -> bool:
     """True (and condition Blocked) when a blocker returns a series or cannot be evaluated."""
-    for query in blocker_queries(p.resource, p.namespace):
+    for query in blocker_queries(p.resource):
         try:
             source.instant(query)
         except MetricsUnavailable as exc:
@@ -502,7 +506,7 @@ def run_pass(p: PlanPass, memo: kopf.Memo) -> None:
     upcoming = next_window(plan, p.now)
     p.status.next_window = rfc3339(upcoming) if upcoming is not None else None
     p.status.in_progress = len(active(p.status.progress))
-    if not nodes and plan.spec.workload_selector is None:
+    if not nodes:
         p.waiting("NoNodes", "no node matches the plan")
         return
     if upcoming is None:
@@ -596,7 +600,7 @@ def release_nodes(
 ) -> None:
     """On deletion, uncordon every node this plan cordoned and did not finish."""
     clients: kube.Clients = memo.clients
-    owner = f"{namespace}/{name}"
+    owner = kube.object_key(namespace or "", name)
     progress: list[dict[str, Any]] = list(dict(status or {}).get("progress") or [])
     for entry in progress:
         if entry.get("step") not in ACTIVE_STEPS:

@@ -46,6 +46,7 @@ class Pass(Generic[R, S]):
 
     resource: R
     namespace: str
+    """"" for a cluster-scoped kind."""
     name: str
     generation: int
     now: datetime
@@ -120,11 +121,12 @@ def make_reconciler(
         spec: kopf.Spec,
         status: kopf.Status,
         meta: kopf.Meta,
-        namespace: str,
+        namespace: str | None,
         name: str,
         memo: kopf.Memo,
         **_: Any,
     ) -> None:
+        namespace = namespace or ""  # kopf gives None for a cluster-scoped kind
         now = now_utc()
         generation = int(meta.get("generation") or 0)
         previous = dict(status or {})
@@ -168,7 +170,7 @@ def make_reconciler(
                 raise
             except Exception as exc:
                 # A bug or an unexpected API error: act on nothing more, say so, try next pass.
-                logger.exception("pass of %s/%s failed", namespace, name)
+                logger.exception("pass of %s failed", kube.object_key(namespace, name))
                 p.condition(
                     "Ready", "False", "InternalError", f"{type(exc).__name__}: {exc}"[:1000], event="Warning"
                 )

@@ -95,6 +95,13 @@ class OperatorProcess:
 def install(control_plane: Any) -> None:
     """`kubectl apply -k manifests/` as a user would; the in-cluster Deployment is scaled to 0
     because the tests run the operator from this checkout (no image registry here)."""
+    # The scope of a CRD cannot change in place: a cluster still serving the namespaced
+    # MaintenancePlan of an older checkout gets the documented upgrade (delete the CRD, apply).
+    old = control_plane.kubectl(
+        "get", "crd", "maintenanceplans.autoloop.x0tta6bl4.io", "-o", "jsonpath={.spec.scope}", check=False
+    )
+    if old.returncode == 0 and old.stdout.strip() == "Namespaced":
+        control_plane.kubectl("delete", "crd", "maintenanceplans.autoloop.x0tta6bl4.io", "--timeout=120s")
     control_plane.kubectl("apply", "-k", str(ROOT / "manifests"))
     for crd in ("optimizationloops", "resourceallocations", "maintenanceplans"):
         control_plane.kubectl(

@@ -201,6 +201,11 @@ def always_open() -> dict[str, str]:
     }
 
 
+def plan_name(namespace: str, name: str) -> str:
+    """Plans are cluster-scoped: each test's plans carry its namespace's name, so tests never meet."""
+    return f"{namespace}-{name}"
+
+
 def apply_plan(cp: Any, namespace: str, name: str, spec: dict[str, Any]) -> None:
     """A plan with an always-open window, short intervals, and a drain limited to this test's pods
     (the dev cluster is shared: other sessions' pods on the kwok nodes are left alone)."""
@@ -209,7 +214,7 @@ def apply_plan(cp: Any, namespace: str, name: str, spec: dict[str, Any]) -> None
     body = {
         "apiVersion": f"{GROUP}/v1alpha1",
         "kind": "MaintenancePlan",
-        "metadata": {"name": name, "namespace": namespace},
+        "metadata": {"name": plan_name(namespace, name)},
         "spec": {
             "windows": [always_open()],
             "interval": "2s",
@@ -277,7 +282,7 @@ def wait_ready(cp: Any, namespace: str, app: str, count: int) -> list[dict[str, 
 
 
 def plan_status(cp: Any, namespace: str, name: str) -> dict[str, Any]:
-    return dict(opp.get_json(cp, namespace, "maintenanceplan", name).get("status", {}))
+    return dict(cp.kubectl_json("get", "maintenanceplan", plan_name(namespace, name)).get("status", {}))
 
 
 def progress(cp: Any, namespace: str, name: str) -> dict[str, dict[str, Any]]:
@@ -312,12 +317,20 @@ def condition(cp: Any, namespace: str, name: str, type_: str) -> dict[str, Any] 
 
 
 def events(cp: Any, namespace: str) -> list[str]:
+    """The namespace's Events and those of its test's plans (Kubernetes keeps Events of
+    cluster-scoped objects in `default`)."""
     items = cp.kubectl_json("-n", namespace, "get", "events")["items"]
+    items += [
+        e
+        for e in cp.kubectl_json("-n", "default", "get", "events")["items"]
+        if e["involvedObject"].get("kind") == "MaintenancePlan"
+        and e["involvedObject"].get("name", "").startswith(f"{namespace}-")
+    ]
     return [f"{e.get('reason')}: {e.get('message')}" for e in items]
 
 
 def delete_plan(cp: Any, namespace: str, name: str) -> None:
-    cp.kubectl("-n", namespace, "delete", "maintenanceplan", name, "--timeout=60s", check=False)
+    cp.kubectl("delete", "maintenanceplan", plan_name(namespace, name), "--timeout=60s", check=False)
 
 
 class Timeline:
@@ -331,7 +344,7 @@ class Timeline:
 
     def __init__(self, cp: Any, namespace: str, plan: str, node: str) -> None:
         self.clients = kube.Clients.connect(str(cp.kubeconfig))
-        self.namespace, self.plan, self.node = namespace, plan, node
+        self.namespace, self.plan, self.node = namespace, plan_name(namespace, plan), node
         self.events: list[tuple[int, str]] = []
         self.lock = threading.Lock()
         self.watches: list[watch.Watch] = []
@@ -342,7 +355,7 @@ class Timeline:
         self.cordoned = bool(nodes.items[0].spec.unschedulable)
         pods = core.list_namespaced_pod(namespace)
         self.pods = {p.metadata.name for p in pods.items}
-        plans = custom.list_namespaced_custom_object(GROUP, "v1alpha1", namespace, "maintenanceplans")
+        plans = custom.list_cluster_custom_object(GROUP, "v1alpha1", "maintenanceplans")
         self.step: str | None = None
         self.threads = [
             self._start(
@@ -354,8 +367,8 @@ class Timeline:
             ),
             self._start(core.list_namespaced_pod, (namespace,), pods.metadata.resource_version, self._on_pod),
             self._start(
-                custom.list_namespaced_custom_object,
-                (GROUP, "v1alpha1", namespace, "maintenanceplans"),
+                custom.list_cluster_custom_object,
+                (GROUP, "v1alpha1", "maintenanceplans"),
                 plans["metadata"]["resourceVersion"],
                 self._on_plan,
             ),
@@ -417,7 +430,7 @@ class Timeline:
 def test_requested_node_is_cordoned_drained_through_evictions_and_uncordoned(
     control_plane: Any, namespace: str, operator: opp.OperatorProcess
 ) -> None:
-    cp, node, owner = control_plane, "kwok-node-1", f"{namespace}/plan"
+    cp, node, owner = control_plane, "kwok-node-1", plan_name(namespace, "plan")
     deployment(cp, namespace, "web", replicas=2, node=node)
     before = {p["metadata"]["name"] for p in wait_ready(cp, namespace, "web", 2)}
     timeline = Timeline(cp, namespace, "plan", node)
@@ -430,7 +443,7 @@ def test_requested_node_is_cordoned_drained_through_evictions_and_uncordoned(
             "mode": "Auto",
             "actions": {
                 "annotate": {"example.com/fw": "1"},
-                "restartWorkloads": {"matchLabels": {"app": "web"}},
+                "restartWorkloads": {"namespace": namespace, "selector": {"matchLabels": {"app": "web"}}},
             },
         },
     )
@@ -493,7 +506,7 @@ def test_requested_node_is_cordoned_drained_through_evictions_and_uncordoned(
 def test_pdb_and_concurrency_are_never_exceeded(
     control_plane: Any, namespace: str, operator: opp.OperatorProcess
 ) -> None:
-    cp, owner = control_plane, f"{namespace}/plan"
+    cp, owner = control_plane, plan_name(namespace, "plan")
     deployment(cp, namespace, "web", replicas=3)
     wait_ready(cp, namespace, "web", 3)
     pdb(cp, namespace, "web", app="web", min_available=2)
@@ -520,7 +533,7 @@ def test_pdb_and_concurrency_are_never_exceeded(
 def test_prediction_selects_the_node_whose_disk_fills(
     control_plane: Any, namespace: str, operator: opp.OperatorProcess
 ) -> None:
-    cp, owner = control_plane, f"{namespace}/plan"
+    cp, owner = control_plane, plan_name(namespace, "plan")
     apply_plan(cp, namespace, "plan", {"nodeSelector": {"matchLabels": {"type": "kwok"}}, "mode": "Auto"})
     seen: set[str] = set()
     watch_until(
@@ -549,7 +562,7 @@ def test_prediction_selects_the_node_whose_disk_fills(
 def test_recommend_mode_publishes_the_plan_and_cordons_nothing(
     control_plane: Any, namespace: str, operator: opp.OperatorProcess
 ) -> None:
-    cp, owner = control_plane, f"{namespace}/plan"
+    cp, owner = control_plane, plan_name(namespace, "plan")
     apply_plan(cp, namespace, "plan", {"nodes": ["kwok-node-0", RISKY], "mode": "Recommend"})
     # The riskiest node first: it is the one predicted to fail (disk full in ~5 h).
     status = opp.wait_until(
@@ -581,7 +594,7 @@ def test_recommend_mode_publishes_the_plan_and_cordons_nothing(
 def test_a_blocker_returning_a_series_pauses_maintenance(
     control_plane: Any, namespace: str, operator: opp.OperatorProcess
 ) -> None:
-    cp, owner, node = control_plane, f"{namespace}/plan", "kwok-node-0"
+    cp, owner, node = control_plane, plan_name(namespace, "plan"), "kwok-node-0"
     # absent() of a metric nobody exports returns one series: the blocker fires.
     blocker = {"query": "absent(autoloop_test_never_exported)"}
     apply_plan(cp, namespace, "plan", {"nodes": [node], "mode": "Auto", "blockers": [blocker]})
@@ -598,7 +611,12 @@ def test_a_blocker_returning_a_series_pauses_maintenance(
     assert not plan_status(cp, namespace, "plan").get("progress")
     # Lifting the blocker lets the node through.
     cp.kubectl(
-        "-n", namespace, "patch", "maintenanceplan", "plan", "--type=merge", "-p", '{"spec":{"blockers":[]}}'
+        "patch",
+        "maintenanceplan",
+        plan_name(namespace, "plan"),
+        "--type=merge",
+        "-p",
+        '{"spec":{"blockers":[]}}',
     )
     opp.wait_until(
         lambda: progress(cp, namespace, "plan").get(node, {}).get("step") == "Done",
@@ -613,7 +631,7 @@ def test_a_blocker_returning_a_series_pauses_maintenance(
 def test_operator_killed_mid_drain_resumes_without_draining_a_done_node_again(
     control_plane: Any, namespace: str, node_prometheus: NodePrometheus, installed: None, tmp_path: Path
 ) -> None:
-    cp, owner = control_plane, f"{namespace}/plan"
+    cp, owner = control_plane, plan_name(namespace, "plan")
     stuck, quick = "kwok-node-0", "kwok-node-1"
     # Two pods pinned to `stuck` behind minAvailable 1: one eviction passes, the second is refused
     # for good (the replacement cannot schedule on the cordoned node).
@@ -693,7 +711,7 @@ def test_external_agent_readiness_annotation_gates_the_uncordon(
 ) -> None:
     """The declared action is an annotation for an external agent (say, a firmware updater); the
     node stays cordoned in Acting until the agent sets the readiness annotation."""
-    cp, node, owner = control_plane, "kwok-node-0", f"{namespace}/plan"
+    cp, node, owner = control_plane, "kwok-node-0", plan_name(namespace, "plan")
     ready_key = "example.com/firmware-done"
     cp.kubectl("annotate", "node", node, f"{ready_key}-", check=False)
     apply_plan(
@@ -751,7 +769,7 @@ def test_pdb_blocking_the_drain_skips_the_node_and_force_needs_its_rbac(
     timeout the node is Skipped and uncordoned. A PDB that allows nothing keeps the node out of
     the plan (Scheduled=False) unless `force: true`; then the pod is deleted after the timeout, but
     only with the optional force-drain RBAC (the shipped RBAC refuses: Failed)."""
-    cp, node, owner = control_plane, "kwok-node-1", f"{namespace}/plan"
+    cp, node, owner = control_plane, "kwok-node-1", plan_name(namespace, "plan")
     quick = {"timeout": "4s", "retryInterval": "1s"}
 
     def finished(name: str, step: str) -> dict[str, Any]:
@@ -779,7 +797,9 @@ def test_pdb_blocking_the_drain_skips_the_node_and_force_needs_its_rbac(
     assert "drain timed out" in entry["message"] and "web" in entry["message"], entry
     assert "disruption budget" in entry["message"], entry  # the apiserver's 429 reason, kept
     assert entry["evicted"] == 1, entry
-    opp.wait_until(lambda: not cordoned_by_us(cp, f"{namespace}/plain"), timeout=30, what="uncordoned")
+    opp.wait_until(
+        lambda: not cordoned_by_us(cp, plan_name(namespace, "plain")), timeout=30, what="uncordoned"
+    )
     time.sleep(1)  # let the watches deliver the last writes
     order = [("evicted" if e.startswith("evicted") else e) for e in timeline.ordered()]
     # One eviction passed, the second was refused until the timeout; Skipped is written first.
@@ -798,7 +818,7 @@ def test_pdb_blocking_the_drain_skips_the_node_and_force_needs_its_rbac(
         what="Scheduled=False for a PDB that allows nothing",
     )
     assert f"PDB {namespace}/db allows no disruption" in refused["message"], refused
-    assert not cordoned_by_us(cp, f"{namespace}/never")
+    assert not cordoned_by_us(cp, plan_name(namespace, "never"))
     delete_plan(cp, namespace, "never")
 
     apply_plan(cp, namespace, "plan", {"nodes": [node], "mode": "Auto", "force": True, "drain": dict(quick)})
@@ -824,7 +844,7 @@ def test_pdb_blocking_the_drain_skips_the_node_and_force_needs_its_rbac(
             timeout=30,
             what="the PDB-protected pod deleted",
         )
-        assert not cordoned_by_us(cp, f"{namespace}/forced")
+        assert not cordoned_by_us(cp, plan_name(namespace, "forced"))
     finally:
         cp.kubectl("delete", "-f", str(FORCE_RBAC), check=False)
         delete_plan(cp, namespace, "forced")

@@ -36,8 +36,8 @@ def test_invalid_example_is_refused_at_apply(
     result = control_plane.kubectl("-n", namespace, "apply", "-f", str(path), check=False)
     assert result.returncode != 0, f"{path.name} was accepted:\n{result.stdout}"
     assert _expected_message(path) in result.stderr, result.stderr
-    listed = control_plane.kubectl("-n", namespace, "get", "autoloop", "-o", "name").stdout
-    assert listed.strip() == "", f"nothing may be created, found: {listed}"
+    found = control_plane.kubectl("-n", namespace, "get", "-f", str(path), "-o", "name", check=False)
+    assert found.returncode != 0 and "NotFound" in found.stderr, f"nothing may be created: {found.stdout}"
 
 
 def _apply_examples(control_plane: Any, namespace: str) -> None:
@@ -81,6 +81,7 @@ def test_examples_become_ready_with_status_columns_and_events(
         lambda: _ready(control_plane, namespace, "mplan/nightly"), timeout=60, what="mplan Ready=True"
     )
     assert plan["status"]["nextWindow"].endswith("Z")
+    assert "namespace" not in plan["metadata"], "a MaintenancePlan is cluster-scoped"
 
     # Printer columns: what a person sees with kubectl get.
     table = control_plane.kubectl("-n", namespace, "get", "oloop").stdout.splitlines()
@@ -96,8 +97,9 @@ def test_examples_become_ready_with_status_columns_and_events(
     ]
     ralloc_table = control_plane.kubectl("-n", namespace, "get", "ralloc").stdout
     assert "WORKLOADS" in ralloc_table and "BUDGET/H" in ralloc_table
-    mplan_table = control_plane.kubectl("-n", namespace, "get", "mplan").stdout
+    mplan_table = control_plane.kubectl("get", "mplan").stdout
     assert "NEXT WINDOW" in mplan_table and "AT RISK" in mplan_table
+    control_plane.kubectl("delete", "mplan", "nightly", "--timeout=60s")
 
     # Events: kubectl describe shows the operator's Event for the Ready transition.
     described = opp.wait_until(

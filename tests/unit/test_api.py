@@ -16,7 +16,7 @@ from autoloop.api.common import (
     parse_duration,
     parse_quantity,
 )
-from autoloop.api.maintenanceplan import Window
+from autoloop.api.maintenanceplan import MaintenancePlan, Window
 from autoloop.api.optimizationloop import OptimizationLoop
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # a Wednesday
@@ -177,3 +177,49 @@ def test_overnight_window_ends_next_day() -> None:
     w = Window(days=["Wed"], start="22:00", end="06:00")
     start, end = w.openings(NOW, days=1)[0]
     assert (start.isoformat(), end.isoformat()) == ("2026-11-25T22:00:00+00:00", "2026-11-26T06:00:00+00:00")
+
+
+def _plan(**spec: object) -> dict[str, object]:
+    return {"spec": {"nodes": ["n1"], "windows": [{"start": "01:00", "end": "02:00"}], **spec}}
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ({"maxConcurrent": 0}, "maxConcurrent must allow at least one node"),
+        ({"maxConcurrent": "0%"}, "maxConcurrent must allow at least one node"),
+        ({"maxConcurrent": "101%"}, "maxConcurrent must allow at least one node"),
+        ({"actions": {"annotate": {"bad key!": "x"}}}, "is not a qualified name"),
+        ({"actions": {"annotate": {"node.alpha.kubernetes.io/ttl": "0"}}}, "reserved prefix"),
+        ({"actions": {"annotate": {"kubernetes.io/role": "x"}}}, "reserved prefix"),
+        ({"actions": {"annotate": {"k8s.io/x": "x"}}}, "reserved prefix"),
+        ({"actions": {"annotate": {"autoloop.x0tta6bl4.io/cordoned-by": "x"}}}, "reserved prefix"),
+        ({"actions": {"readyAnnotation": "kubernetes.io/hostname"}}, "reserved prefix"),
+        ({"actions": {"restartWorkloads": {"selector": {}}}}, "namespace"),
+    ],
+)
+def test_maintenance_plan_refuses_what_the_schema_refuses(spec: dict[str, object], fragment: str) -> None:
+    """The pydantic models refuse what the CRD's CEL rules refuse, so library users and an operator
+    facing an older CRD get the same answer."""
+    with pytest.raises(ValidationError, match=fragment):
+        MaintenancePlan.model_validate(_plan(**spec))
+
+
+@pytest.mark.parametrize("value", [1, "3", "1%", "100%"])
+def test_maintenance_plan_accepts_sane_concurrency(value: int | str) -> None:
+    assert MaintenancePlan.model_validate(_plan(maxConcurrent=value)).spec.max_concurrent == value
+
+
+def test_maintenance_plan_is_the_only_cluster_scoped_kind() -> None:
+    from autoloop.api.crd import custom_resource_definition
+    from autoloop.api.resourceallocation import ResourceAllocation
+
+    scopes = {
+        k.KIND: custom_resource_definition(k)["spec"]["scope"]
+        for k in (OptimizationLoop, ResourceAllocation, MaintenancePlan)
+    }
+    assert scopes == {
+        "OptimizationLoop": "Namespaced",
+        "ResourceAllocation": "Namespaced",
+        "MaintenancePlan": "Cluster",
+    }

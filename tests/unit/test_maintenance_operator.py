@@ -14,6 +14,7 @@ from autoloop.api.maintenanceplan import (
     MaintenancePlanStatus,
     NodeProgress,
     ScheduledSlot,
+    WorkloadRestart,
 )
 from autoloop.metrics.source import MetricsUnavailable, Series
 from autoloop.operator import draining, kube, wiring
@@ -98,7 +99,12 @@ def test_spacing_wait_counts_from_the_latest_start() -> None:
         (Actions(annotate={"x": "1"}), ["Cordoned", "Draining", "Acting", "Uncordoning", "Done"]),
         (Actions(drain=False, ready_annotation="ok"), ["Cordoned", "Acting", "Uncordoning", "Done"]),
         # Without a cordon there is nothing to uncordon.
-        (Actions(cordon=False, restart_workloads=LabelSelector()), ["Draining", "Acting", "Done"]),
+        (
+            Actions(
+                cordon=False, restart_workloads=WorkloadRestart(namespace="shop", selector=LabelSelector())
+            ),
+            ["Draining", "Acting", "Done"],
+        ),
         (Actions(uncordon=False), ["Cordoned", "Draining", "Done"]),
     ],
 )
@@ -138,10 +144,11 @@ def test_window_open() -> None:
     assert mp.window_open(overnight, NOW)
 
 
-def test_blocker_queries_scope_user_queries_and_escape_alert_names() -> None:
+def test_blocker_queries_keep_admin_queries_and_escape_alert_names() -> None:
+    # A plan is cluster-scoped: its author may read every namespace, so the query is not pinned.
     p = plan(blockers=[{"query": 'up{job="db"} == 0'}, {"alert": 'Disk"Full'}])
-    queries = mp.blocker_queries(p, "shop")
-    assert queries[0] == 'up{job="db",namespace="shop"} == 0'
+    queries = mp.blocker_queries(p)
+    assert queries[0] == 'up{job="db"} == 0'
     assert queries[1] == 'ALERTS{alertname="Disk\\"Full",alertstate="firing"}'
 
 

@@ -88,19 +88,21 @@ def test_loop_spec_problems_refuse_foreign_namespace_query() -> None:
     assert optimizationloop.spec_problems(_loop("up"), "team-a") == []
 
 
-def test_plan_spec_problems_unknown_time_zone_and_zero_concurrency() -> None:
+def test_plan_spec_problems_unknown_time_zone_bad_blocker_and_a_namespace() -> None:
     plan = MaintenancePlan.model_validate(
         {
             "spec": {
                 "nodes": ["n1"],
                 "windows": [{"start": "01:00", "end": "02:00", "timeZone": "Nowhere/City"}],
-                "maxConcurrent": "0%",
+                "blockers": [{"query": "up{"}],
             }
         }
     )
-    problems = maintenanceplan.spec_problems(plan, "ns")
+    problems = maintenanceplan.spec_problems(plan, "")
     assert any("unknown time zone" in p for p in problems)
-    assert any("maxConcurrent" in p for p in problems)
+    assert any(p.startswith("blockers[0]: not valid PromQL") for p in problems)
+    # An object of the kind in a namespace (an old namespaced CRD still served) is never acted on.
+    assert any("cluster-scoped" in p for p in maintenanceplan.spec_problems(plan, "ns"))
 
 
 def _stamp(seconds_ago: float) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import promql_parser
 import pytest
 
-from autoloop.metrics.queries import QueryRefused, builtin_query, scope_query, usage_query
+from autoloop.metrics.queries import QueryRefused, builtin_query, check_query, scope_query, usage_query
 
 
 @pytest.mark.parametrize(
@@ -31,6 +31,7 @@ def test_scope_adds_namespace(query: str, expected: str) -> None:
         ("sum(", "not valid PromQL"),
         ('x{a="q\\"z"}', "quote"),
         ("x @ 100", "@ modifier"),
+        ('up{job="a" or namespace="kube-system"}', "'or' matchers"),
     ],
 )
 def test_scope_refuses(query: str, why: str) -> None:
@@ -68,3 +69,11 @@ def test_pod_regex_escapes_workload_name() -> None:
 def test_unknown_builtin() -> None:
     with pytest.raises(ValueError, match="no built-in query"):
         builtin_query("Happiness", namespace="n", workload="w")
+
+
+def test_check_query_keeps_an_admin_query_as_written_and_refuses_garbage() -> None:
+    # Cluster-scoped plans: the text is run as written (the parser would drop escapes on print).
+    text = 'up{job="a\\"b",namespace="kube-system"} == 0'
+    assert check_query(text) == text
+    with pytest.raises(QueryRefused, match="not valid PromQL"):
+        check_query("sum(")
