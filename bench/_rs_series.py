@@ -13,7 +13,11 @@ from typing import Final
 
 import numpy as np
 
-TRACES_DIR: Final[Path] = Path("/work/shared/data/traces")
+from bench import _data
+
+# The real traces: cpu-<n>.csv in this folder of the data root (bench/_data.py: $AUTOLOOP_DATA,
+# else ../shared/data beside the repository).
+TRACES: Final[str] = "traces"
 MINUTES_PER_DAY: Final[int] = 1440
 GIB: Final[float] = 2.0**30
 
@@ -26,11 +30,13 @@ class Series:
     usage: np.ndarray  # cores or bytes
 
 
-def load_traces(max_days: int | None = None) -> list[Series]:
+def load_traces(max_days: int | None = None, data_dir: str | Path | None = None) -> list[Series]:
     """Real traces scaled so the first day's mean is 1 core (units are the app's own; VPA's
-    histogram has absolute bucket sizes in cores, so the scale must be sensible)."""
+    histogram has absolute bucket sizes in cores, so the scale must be sensible). `data_dir`: the
+    data root (default: bench/_data.py's resolution)."""
     out = []
-    for path in sorted(TRACES_DIR.glob("cpu-*.csv")):
+    traces = _data.data_root(data_dir, require=TRACES) / TRACES
+    for path in sorted(traces.glob("cpu-*.csv")):
         with path.open() as fh:
             rows = list(csv.reader(fh))[1:]
         data = np.array(rows, dtype=np.float64)

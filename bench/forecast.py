@@ -32,8 +32,11 @@ from typing import Final
 import numpy as np
 
 from autoloop.engines import forecast
+from bench import _data
 
-TRACES: Final[Path] = Path("/work/shared/data/traces")
+# The real traces: cpu-<n>.csv in this folder of the data root (bench/_data.py: --data DIR,
+# $AUTOLOOP_DATA, else ../shared/data beside the repository).
+TRACES: Final[str] = "traces"
 QUANTILES: Final[tuple[float, ...]] = (0.05, 0.5, 0.95)
 # (name, horizon seconds, step seconds)
 HORIZONS: Final[tuple[tuple[str, int, int], ...]] = (("1h@5m", 3600, 300), ("1d@1h", 86_400, 3600))
@@ -87,8 +90,9 @@ def origins(t: np.ndarray, horizon: int, step: int, k: int) -> np.ndarray:
     return np.floor(cand / step) * step
 
 
-def trace_series() -> list[tuple[str, np.ndarray, np.ndarray]]:
-    paths = sorted(TRACES.glob("cpu-*.csv"), key=lambda p: int(p.stem.split("-")[1]))
+def trace_series(data_dir: str | Path | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    traces = _data.data_root(data_dir, require=TRACES) / TRACES
+    paths = sorted(traces.glob("cpu-*.csv"), key=lambda p: int(p.stem.split("-")[1]))
     return [(p.stem, *load(p)) for p in paths]
 
 
@@ -100,8 +104,10 @@ def generated_series() -> list[tuple[str, np.ndarray, np.ndarray]]:
     return [(s.name, s.ts, s.usage) for s in out]
 
 
-def run(quick: bool, n_origins: int | None = None, series: str = "traces") -> dict[str, float]:
-    paths = trace_series() if series == "traces" else generated_series()
+def run(
+    quick: bool, n_origins: int | None = None, series: str = "traces", data_dir: str | Path | None = None
+) -> dict[str, float]:
+    paths = trace_series(data_dir) if series == "traces" else generated_series()
     if quick:
         paths = paths[:QUICK_SERIES] if series == "traces" else paths[::QUICK_GENERATED_EVERY]
     k = n_origins or (QUICK_ORIGINS if quick else FULL_ORIGINS)
@@ -197,8 +203,14 @@ def main() -> None:
         default="traces",
         help="the shared traces or generated ones",
     )
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        default=None,
+        help=f"data root holding {TRACES}/ (default: ${_data.ENV_VAR}, else ../shared/data beside the repository)",
+    )
     args = parser.parse_args()
-    print(json.dumps(run(args.quick, args.origins, args.series)))
+    print(json.dumps(run(args.quick, args.origins, args.series, args.data)))
 
 
 if __name__ == "__main__":
