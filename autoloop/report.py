@@ -10,9 +10,50 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from autoloop.api.common import parse_time
+from autoloop.api.common import parse_quantity, parse_time
 
 SPARK_CHARS: Final = "▁▂▃▄▅▆▇█"
+UNITS: Final = {
+    "LatencyP95": "seconds",
+    "LatencyP99": "seconds",
+    "ErrorRatio": "ratio",
+    "CPUUtilization": "ratio",
+    "MemoryUtilization": "ratio",
+    "Cost": "cost",
+    "Throughput": "rate",
+}
+"""The unit of each built-in metric's value; a user's PromQL has none we can know."""
+
+
+def human_value(value: float, unit: str | None) -> str:
+    """A measured value as a person reads it: `85 ms`, `0.4 %`, `0.132/h`."""
+    if not math.isfinite(value):
+        return str(value)
+    if unit == "seconds":
+        return f"{value:.2f} s" if value >= 10 else f"{value * 1000:.3g} ms"
+    if unit == "ratio":
+        return f"{value * 100:.3g} %"
+    if unit == "cost":
+        return f"{value:.3g}/h"
+    if unit == "rate":
+        return f"{value:.3g}/s"
+    return f"{value:.4g}"
+
+
+def human_setting(knob: str, value: Any) -> str:
+    """A knob's value in the units people use: `4 replicas`, `0.25 cores`, `1.5Gi`."""
+    try:
+        if knob == "cpu":
+            cores = parse_quantity(value)
+            return f"{cores:.3g} core" + ("" if cores == 1 else "s")
+        if knob == "memory":
+            size = parse_quantity(value)
+            return f"{size / 2**30:.3g}Gi" if size >= 2**30 else f"{size / 2**20:.3g}Mi"
+    except ValueError:
+        return str(value)
+    if knob == "replicas":
+        return f"{value} replica" + ("" if str(value) == "1" else "s")
+    return str(value)
 
 
 def sparkline(values: Sequence[float], *, width: int = 60) -> str:
@@ -43,7 +84,22 @@ def _table(rows: list[list[str]]) -> str:
 def _settings(s: dict[str, Any] | None) -> str:
     if not s:
         return "-"
-    return ", ".join(f"{k}={v}" for k, v in s.items())
+    return ", ".join(human_setting(k, v) for k, v in s.items())
+
+
+def _values(values: dict[str, float] | None, units: dict[str, str]) -> str:
+    if not values:
+        return "-"
+    return ", ".join(f"{k} {human_value(v, units.get(k))}" for k, v in values.items())
+
+
+def _units(spec: dict[str, Any]) -> dict[str, str]:
+    """Objective name -> unit of its built-in metric."""
+    return {
+        o["name"]: UNITS[o["metric"]]
+        for o in spec.get("objectives", [])
+        if isinstance(o, dict) and "name" in o and o.get("metric") in UNITS
+    }
 
 
 def _change_budget(spec: dict[str, Any], status: dict[str, Any], now: datetime) -> str:
@@ -64,6 +120,7 @@ def explain(obj: dict[str, Any], *, decisions: int = 10, now: datetime | None = 
     """What an OptimizationLoop saw, proposed, what safety said and what happened after."""
     meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status", {})
     target = spec.get("targetRef", {})
+    units = _units(spec)
     lines = [
         f"{obj.get('kind', 'OptimizationLoop')} {meta.get('namespace')}/{meta.get('name')}"
         f" → {target.get('kind', 'Deployment')}/{target.get('name')}  mode={spec.get('mode', 'Recommend')}"
@@ -81,8 +138,9 @@ def explain(obj: dict[str, Any], *, decisions: int = 10, now: datetime | None = 
         "",
         f"baseline: {_settings(status.get('baseline'))}",
         f"current:  {_settings(status.get('current'))}",
-        f"observed: {_settings(status.get('observed'))}",
-        f"improvement vs baseline (%): {_settings(status.get('improvement'))}",
+        f"observed: {_values(status.get('observed'), units)}",
+        "improvement vs baseline: "
+        + (", ".join(f"{k} {v:+.1f} %" for k, v in (status.get("improvement") or {}).items()) or "-"),
         f"model: {status.get('modelVersion', '-')}",
         _change_budget(spec, status, now or datetime.now(UTC)),
     ]
@@ -103,9 +161,9 @@ def explain(obj: dict[str, Any], *, decisions: int = 10, now: datetime | None = 
             f"- {d['time']} {d['action']} {d['id']}: {_settings(d.get('current'))} → {_settings(d.get('proposed'))}"
         )
         if d.get("observed"):
-            lines.append(f"    saw: {_settings({k: round(v, 4) for k, v in d['observed'].items()})}")
+            lines.append(f"    saw: {_values(d['observed'], units)}")
         if d.get("predicted"):
-            lines.append(f"    predicted: {_settings({k: round(v, 4) for k, v in d['predicted'].items()})}")
+            lines.append(f"    predicted: {_values(d['predicted'], units)}")
         failed = [v for v in d.get("verdicts", []) if not v["passed"]]
         if d.get("verdicts"):
             lines.append(
@@ -117,7 +175,7 @@ def explain(obj: dict[str, Any], *, decisions: int = 10, now: datetime | None = 
                 )
             )
         if d.get("measured"):
-            lines.append(f"    measured: {_settings({k: round(v, 4) for k, v in d['measured'].items()})}")
+            lines.append(f"    measured: {_values(d['measured'], units)}")
         if d.get("explanation"):
             lines.append(f"    why: {d['explanation'][:300]}")
     return "\n".join(lines)

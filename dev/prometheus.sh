@@ -14,7 +14,7 @@
 # restarted when its code (or the repo it runs from) changes. Prometheus scrapes it at
 # EXPORTER_PORT and listens on PROMETHEUS_PORT, both from $STATE/ports.env (picked free).
 # Env: PROM_SCRAPE_INTERVAL (default 1s), PROM_RETENTION (default 3650d, so backfilled history
-# stays), PYTHON (interpreter with the repo's deps; default python3), SIM_TICK (default 1.0 s).
+# stays), PYTHON (interpreter with the repo's deps; default .venv/bin/python, else python3), SIM_TICK (default 1.0 s).
 set -euo pipefail
 
 # shellcheck source=dev/lib.sh
@@ -26,6 +26,10 @@ PROM_DATA="${PROM_DIR}/data"
 PROM_CONFIG="${PROM_DIR}/prometheus.yml"
 SCRAPE_INTERVAL="${PROM_SCRAPE_INTERVAL:-1s}"
 REPO_DIR="$(cd "${DEV_DIR}/.." && pwd)"
+# The checkout's .venv (made by `make venv`) has the exporter's packages; python3 may not.
+if [[ -z "${PYTHON:-}" && -x "${REPO_DIR}/.venv/bin/python" ]]; then
+  PYTHON="${REPO_DIR}/.venv/bin/python"
+fi
 PYTHON="${PYTHON:-python3}"
 EXPORTER_MATCH="autoloop.simulation.exporter"
 WITH_EXPORTER=1

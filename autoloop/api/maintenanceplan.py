@@ -41,6 +41,14 @@ def _key_rules(subject: str) -> list[JsonValue]:
     ]
 
 
+def _duration_rule(op: str, bound: str, message: str) -> dict[str, JsonValue]:
+    """A CEL bound on one duration field. On the field, not its object: an object's rules are also
+    checked against its `default: {}`, where the field is absent."""
+    return {
+        "x-kubernetes-validations": [{"rule": f"duration(self) {op} duration('{bound}')", "message": message}]
+    }
+
+
 MAX_CONCURRENT_RULE: dict[str, JsonValue] = {
     "rule": "type(self) == int ? self >= 1 : (self.endsWith('%') ? "
     "int(self.substring(0, size(self) - 1)) >= 1 && int(self.substring(0, size(self) - 1)) <= 100 : "
@@ -123,25 +131,18 @@ class ConcurrencyGroup(ApiModel):
 
 
 class Drain(ApiModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "duration(self.timeout) > duration('0s')",
-                    "message": "drain.timeout must be above 0s",
-                },
-                {
-                    "rule": "duration(self.retryInterval) >= duration('1s')",
-                    "message": "drain.retryInterval must be at least 1s",
-                },
-            ]
-        }
+    timeout: Duration = Field(
+        default="10m",
+        description="Give up draining a node after this long.",
+        json_schema_extra=_duration_rule(">", "0s", "drain.timeout must be above 0s"),
     )
-
-    timeout: Duration = Field(default="10m", description="Give up draining a node after this long.")
     grace_period_seconds: int | None = Field(default=None, ge=0, le=3600)
     pod_selector: LabelSelector | None = Field(default=None, description="Only evict pods that match.")
-    retry_interval: Duration = Field(default="5s", description="Backoff after a PDB refuses an eviction.")
+    retry_interval: Duration = Field(
+        default="5s",
+        description="Backoff after a PDB refuses an eviction.",
+        json_schema_extra=_duration_rule(">=", "1s", "drain.retryInterval must be at least 1s"),
+    )
 
 
 class WorkloadRestart(ApiModel):
@@ -154,17 +155,6 @@ class WorkloadRestart(ApiModel):
 
 class Actions(ApiModel):
     """What maintenance does to a node, in order: cordon, drain, act, wait, uncordon."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "duration(self.readyTimeout) > duration('0s')",
-                    "message": "actions.readyTimeout must be above 0s",
-                },
-            ]
-        }
-    )
 
     cordon: bool = True
     drain: bool = True
@@ -189,7 +179,9 @@ class Actions(ApiModel):
         "outside the reserved prefixes).",
         json_schema_extra={"x-kubernetes-validations": _key_rules("[self]")},
     )
-    ready_timeout: Duration = Field(default="30m")
+    ready_timeout: Duration = Field(
+        default="30m", json_schema_extra=_duration_rule(">", "0s", "actions.readyTimeout must be above 0s")
+    )
     uncordon: bool = True
 
     @field_validator("annotate")

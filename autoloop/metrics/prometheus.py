@@ -9,11 +9,13 @@ from typing import Any, Final
 
 import numpy as np
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
-from requests import RequestException
+from requests import JSONDecodeError, RequestException
+from urllib3.util.retry import Retry
 
 from autoloop.metrics.source import MetricsUnavailable, Series
 
 DEFAULT_TIMEOUT_SECONDS: Final = 10.0
+RETRY_STATUSES: Final = (408, 429, 500, 502, 503, 504)
 DEFAULT_MAX_AGE_SECONDS: Final = 300.0
 """A sample older than this at query time is stale: Prometheus marks series stale after 5 minutes."""
 
@@ -21,10 +23,20 @@ DEFAULT_MAX_AGE_SECONDS: Final = 300.0
 class PrometheusSource:
     """Instant and range queries with explicit failure reasons instead of silent empties."""
 
-    def __init__(self, url: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
+    ) -> None:
         self.url = url
         self.timeout_seconds = timeout_seconds
-        self._client = PrometheusConnect(url=url, disable_ssl=True, retry=None, timeout=timeout_seconds)
+        self.max_age_seconds = max_age_seconds
+        # One quick retry of a 5xx/429 answer: the next pass retries anyway, and the client's own
+        # default (3 retries, 1 s backoff factor) would hold a pass for ~7 s per query.
+        retry = Retry(total=1, backoff_factor=0.2, status_forcelist=RETRY_STATUSES, allowed_methods=None)
+        self._client = PrometheusConnect(url=url, disable_ssl=True, retry=retry, timeout=timeout_seconds)
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -32,6 +44,10 @@ class PrometheusSource:
         except PrometheusApiClientException as exc:
             raise MetricsUnavailable(
                 "QueryFailed", f"Prometheus at {self.url} refused the query: {exc}"
+            ) from exc
+        except JSONDecodeError as exc:  # before RequestException, which it also is
+            raise MetricsUnavailable(
+                "QueryFailed", f"Prometheus at {self.url} answered invalid JSON: {exc}"
             ) from exc
         except (RequestException, OSError) as exc:
             raise MetricsUnavailable("PrometheusUnreachable", f"Prometheus at {self.url}: {exc}") from exc
@@ -51,7 +67,15 @@ class PrometheusSource:
             raise MetricsUnavailable(
                 "AmbiguousResult", f"query returned {len(result)} series, want 1: {query}"
             )
-        _, raw = result[0]["value"]
+        stamp, raw = result[0]["value"]
+        # An instant answer is stamped with its evaluation time: far from the time asked for, it
+        # is an old answer (a cache, a clock fault), not a measurement of now.
+        age = (at if at is not None else time.time()) - float(stamp)
+        if abs(age) > self.max_age_seconds:
+            raise MetricsUnavailable(
+                "Stale",
+                f"answer stamped {age:.0f}s from the time asked (> {self.max_age_seconds:g}s): {query}",
+            )
         value = float(raw)
         if math.isnan(value) or math.isinf(value):
             raise MetricsUnavailable("NaN", f"query returned {raw}: {query}")

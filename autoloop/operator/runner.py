@@ -6,11 +6,13 @@ import logging
 from typing import Any
 
 import kopf
+from kubernetes import client
 
 from autoloop.api.common import GROUP
 from autoloop.metrics.history_cache import HistoryCache
 from autoloop.metrics.prometheus import PrometheusSource
 from autoloop.operator import kube, maintenanceplan, optimizationloop, resourceallocation, telemetry
+from autoloop.operator.leader import AlwaysLeader, LeaderElector
 from autoloop.operator.refits import BackgroundRefits
 from autoloop.operator.settings import OperatorSettings
 
@@ -49,11 +51,20 @@ def run(settings: OperatorSettings) -> None:
     """Block running the operator until it is stopped."""
     settings.validate()
     telemetry.serve(settings.metrics_port)
+    clients = kube.Clients.connect()
+    leader: LeaderElector | AlwaysLeader = AlwaysLeader()
+    if settings.leader_election:
+        leader = LeaderElector(client.CoordinationV1Api(clients.api), namespace=settings.lease_namespace())
+    telemetry.LEADER.set_function(lambda: 1.0 if leader.is_leader() else 0.0)
+    leader.start()
     memo = kopf.Memo(
         settings=settings,
-        clients=kube.Clients.connect(),
+        clients=clients,
+        leader=leader,
         metrics=PrometheusSource(
-            settings.prometheus_url, timeout_seconds=settings.prometheus_timeout_seconds
+            settings.prometheus_url,
+            timeout_seconds=settings.prometheus_timeout_seconds,
+            max_age_seconds=settings.stale_after_seconds,
         ),
         refits=BackgroundRefits(),
         histories=HistoryCache(),
@@ -61,11 +72,14 @@ def run(settings: OperatorSettings) -> None:
     kopf.configure(verbose=False)
     # One INFO line per timer tick per object drowns everything else; keep warnings and errors.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    kopf.run(
-        registry=build_registry(settings),
-        clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
-        liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz",
-        standalone=True,
-        memo=memo,
-    )
+    try:
+        kopf.run(
+            registry=build_registry(settings),
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz",
+            standalone=True,
+            memo=memo,
+        )
+    finally:
+        leader.stop(release=True)  # a graceful stop hands over at once; a crash waits out the Lease

@@ -35,6 +35,15 @@ class OperatorSettings:
     stale_after_seconds: float = 300.0
     """A newest sample older than this makes a metric stale (no action on stale data)."""
 
+    leader_election: bool = True
+    """Run passes only while holding the Lease (two or more replicas: one acts, the others wait)."""
+
+    leader_election_namespace: str = ""
+    """Namespace of the Lease; empty: the pod's own (POD_NAMESPACE), else autoloop-system."""
+
+    def lease_namespace(self) -> str:
+        return self.leader_election_namespace or os.environ.get("POD_NAMESPACE") or "autoloop-system"
+
     def validate(self) -> None:
         """Refuse settings that would make the operator misbehave silently."""
         if not self.prometheus_url.startswith(("http://", "https://")):

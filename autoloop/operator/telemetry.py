@@ -24,6 +24,7 @@ DECISIONS = Counter(
 OBJECTIVE = Gauge(
     "autoloop_objective_value", "Latest measured objective of a loop.", ["namespace", "name", "objective"]
 )
+LEADER = Gauge("autoloop_leader", "1 while this replica holds the leader Lease and runs passes.")
 READY = Gauge(
     "autoloop_resource_ready", "1 when a resource's Ready condition is True.", ["kind", "namespace", "name"]
 )

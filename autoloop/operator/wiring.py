@@ -126,6 +126,9 @@ def make_reconciler(
         memo: kopf.Memo,
         **_: Any,
     ) -> None:
+        leader = memo.get("leader")
+        if leader is not None and not leader.is_leader():
+            return  # a standby replica watches, the one holding the Lease acts (operator.leader)
         namespace = namespace or ""  # kopf gives None for a cluster-scoped kind
         now = now_utc()
         generation = int(meta.get("generation") or 0)

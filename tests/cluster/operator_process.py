@@ -110,7 +110,14 @@ def install(control_plane: Any) -> None:
     control_plane.kubectl("-n", "autoloop-system", "scale", "deployment/autoloop", "--replicas=0")
 
 
-def start(control_plane: Any, prometheus_url: str, workdir: Path, *, tick: float = 1.0) -> OperatorProcess:
+def start(
+    control_plane: Any,
+    prometheus_url: str,
+    workdir: Path,
+    *,
+    tick: float = 1.0,
+    extra_env: dict[str, str] | None = None,
+) -> OperatorProcess:
     kubeconfig = service_account_kubeconfig(control_plane, workdir / "operator.kubeconfig")
     metrics_port, liveness_port = free_port(), free_port()
     log_path = workdir / f"operator-{int(time.time() * 1000)}.log"
@@ -119,6 +126,7 @@ def start(control_plane: Any, prometheus_url: str, workdir: Path, *, tick: float
         "KUBECONFIG": str(kubeconfig),
         "AUTOLOOP_PROMETHEUS_URL": prometheus_url,
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
     with log_path.open("wb") as log:
         process = subprocess.Popen(

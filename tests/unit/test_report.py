@@ -10,13 +10,18 @@ from autoloop import report
 LOOP = {
     "kind": "OptimizationLoop",
     "metadata": {"namespace": "shop", "name": "web"},
-    "spec": {"targetRef": {"kind": "Deployment", "name": "web"}, "mode": "Recommend"},
+    "spec": {
+        "targetRef": {"kind": "Deployment", "name": "web"},
+        "mode": "Recommend",
+        "objectives": [{"name": "latency_p95", "metric": "LatencyP95"}, {"name": "q", "query": "up"}],
+    },
     "status": {
         "phase": "Recommending",
         "message": "recommends replicas=3",
         "conditions": [{"type": "Ready", "status": "True", "reason": "Observing", "message": "ok"}],
         "baseline": {"replicas": 6, "cpu": "1000m"},
-        "current": {"replicas": 6, "cpu": "1000m"},
+        "current": {"replicas": 6, "cpu": "1000m", "memory": "1536Mi"},
+        "observed": {"latency_p95": 0.0853, "q": 12.345678},
         "improvement": {"cost": 0.0},
         "recommendation": {"decisionId": "web-000007", "settings": {"replicas": 3, "cpu": "750m"}},
         "decisions": [
@@ -75,11 +80,14 @@ LOOP = {
 def test_explain_shows_seen_proposed_safety_and_measured() -> None:
     text = report.explain(LOOP)
     assert "shop/web → Deployment/web" in text
-    assert "Blocked web-000006: replicas=6 → replicas=2" in text
+    assert "Blocked web-000006: 6 replicas → 2 replicas" in text
     assert "safety: maxStep: replicas step 67% exceeds 50%" in text  # only the rule that refused
-    assert "saw: latency_p95=0.0812" in text
+    assert "saw: latency_p95 81.2 ms" in text
     assert "safety: all 1 rules passed" in text
-    assert "measured: latency_p95=0.09" in text
+    assert "measured: latency_p95 90 ms" in text
+    # Human units: cores and Gi for settings; a user's query has no known unit, so 4 digits.
+    assert "current:  6 replicas, 1 core, 1.5Gi" in text
+    assert "observed: latency_p95 85.3 ms, q 12.35" in text
     assert "autoloop.x0tta6bl4.io/approve=web-000007" in text  # how to approve, copy-pasteable
 
 
@@ -113,3 +121,13 @@ def test_explain_counts_the_changes_against_the_budgets() -> None:
     assert (
         "changes: last never; 0 in the last hour (max 4), 0 in the last 24h\n" in report.explain(LOOP) + "\n"
     )
+
+
+def test_human_units() -> None:
+    assert report.human_setting("cpu", "250m") == "0.25 cores"
+    assert report.human_setting("memory", "118Mi") == "118Mi"
+    assert report.human_setting("replicas", 1) == "1 replica"
+    assert report.human_value(0.0004, "ratio") == "0.04 %"
+    assert report.human_value(12.5, "seconds") == "12.50 s"
+    assert report.human_value(0.132, "cost") == "0.132/h"
+    assert report.human_value(float("nan"), "seconds") == "nan"
