@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Final
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, WithJsonSchema, field_validator
 from pydantic.alias_generators import to_camel
 
 GROUP: Final = "autoloop.x0tta6bl4.io"
@@ -202,17 +202,72 @@ class TargetRef(ApiModel):
     )
 
 
+LABEL_VALUE_PATTERN: Final = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+"""A label value: at most 63 characters, alphanumeric at both ends (the apiserver's rule)."""
+_LABEL_VALUE: Final[dict[str, JsonValue]] = {
+    "type": "string",
+    "maxLength": 63,
+    "pattern": LABEL_VALUE_PATTERN,
+}
+LABELS_SCHEMA: Final[dict[str, JsonValue]] = {
+    "maxProperties": 64,
+    "additionalProperties": _LABEL_VALUE,
+    "x-kubernetes-validations": [
+        {
+            "rule": f"self.all(k, k.matches(r'{QUALIFIED_NAME_PATTERN}'))",
+            "message": "label keys must be qualified names (optional DNS prefix and '/', then a name "
+            "of at most 63 of [A-Za-z0-9-_.])",
+        }
+    ],
+}
+"""Schema of a label map (matchLabels, a node selector): the apiserver's key and value rules."""
+
+
+def _label_key_problem(key: str) -> str | None:
+    if not re.fullmatch(QUALIFIED_NAME_PATTERN, key) or len(key.partition("/")[0]) > MAX_PREFIX_LENGTH:
+        return f"label key {key!r} is not a qualified name"
+    return None
+
+
+def _label_value_problem(value: str) -> str | None:
+    if len(value) > 63 or not re.fullmatch(LABEL_VALUE_PATTERN, value):
+        return f"label value {value!r} is not valid (at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends)"
+    return None
+
+
+def check_labels(labels: dict[str, str]) -> dict[str, str]:
+    """The label map, or ValueError naming every key and value the apiserver would refuse."""
+    problems = [p for k, v in labels.items() for p in (_label_key_problem(k), _label_value_problem(v)) if p]
+    if problems:
+        raise ValueError("; ".join(problems))
+    return labels
+
+
 class LabelSelectorRequirement(ApiModel):
-    key: str = Field(min_length=1, max_length=317)
+    key: str = Field(min_length=1, max_length=317, pattern=QUALIFIED_NAME_PATTERN)
     operator: str = Field(json_schema_extra={"enum": ["In", "NotIn", "Exists", "DoesNotExist"]})
-    values: list[str] = Field(default_factory=list, max_length=64)
+    values: list[str] = Field(default_factory=list, max_length=64, json_schema_extra={"items": _LABEL_VALUE})
+
+    @field_validator("values")
+    @classmethod
+    def _valid_values(cls, values: list[str]) -> list[str]:
+        problems = [p for v in values if (p := _label_value_problem(v))]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return values
 
 
 class LabelSelector(ApiModel):
-    """The usual Kubernetes label selector."""
+    """The usual Kubernetes label selector; keys and values follow the apiserver's label rules, so
+    a selector is refused at apply rather than by the list call that would use it."""
 
-    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_labels: dict[str, str] = Field(default_factory=dict, json_schema_extra=LABELS_SCHEMA)
     match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, max_length=32)
+
+    @field_validator("match_labels")
+    @classmethod
+    def _valid_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        return check_labels(labels)
 
     def matches(self, labels: dict[str, str]) -> bool:
         """Whether an object's labels satisfy the selector (the apiserver's semantics)."""

@@ -227,8 +227,8 @@ class MaintenancePlanSpec(ApiModel):
                     "message": "select nodes: nodeSelector or nodes",
                 },
                 {
-                    "rule": "duration(self.interval) >= duration('10s')",
-                    "message": "interval must be at least 10s",
+                    "rule": "duration(self.interval) >= duration('1s')",
+                    "message": "interval must be at least 1s",
                 },
                 {
                     "rule": "duration(self.horizon) >= duration('1h')",
@@ -270,7 +270,7 @@ class MaintenancePlanSpec(ApiModel):
     force: bool = Field(
         default=False, description="Delete pods whose eviction a PDB keeps refusing after the drain timeout."
     )
-    interval: Duration = Field(default="1m", description="How often the plan is re-evaluated (at least 10s).")
+    interval: Duration = Field(default="1m", description="How often the plan is re-evaluated (at least 1s).")
 
     @field_validator("max_concurrent")
     @classmethod

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from autoloop.api.common import (
+    LABELS_SCHEMA,
     ApiModel,
     Duration,
     LabelSelector,
@@ -15,6 +16,7 @@ from autoloop.api.common import (
     Solver,
     StatusBase,
     TargetRef,
+    check_labels,
 )
 
 
@@ -39,10 +41,15 @@ class WorkloadSet(ApiModel):
 class Capacity(ApiModel):
     """The node pool the workloads share; read from the cluster's Nodes unless given."""
 
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[str, str] = Field(default_factory=dict, json_schema_extra=LABELS_SCHEMA)
     reserve_percent: float = Field(default=10.0, ge=0, le=90, description="Headroom kept free on each node.")
     cpu: Quantity | None = Field(default=None, description="Override of total allocatable CPU.")
     memory: Quantity | None = Field(default=None, description="Override of total allocatable memory.")
+
+    @field_validator("node_selector")
+    @classmethod
+    def _valid_selector(cls, labels: dict[str, str]) -> dict[str, str]:
+        return check_labels(labels)
 
 
 class Budget(ApiModel):

@@ -13,6 +13,7 @@ handler is re-created with `requires_finalizer=False` (a cluster test checks no 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Generic, TypeVar
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from autoloop.api.common import (
@@ -102,6 +104,14 @@ def status_patch(status: StatusBase, previous: dict[str, Any]) -> dict[str, Any]
     return patch
 
 
+def api_message(exc: ApiException) -> str:
+    """The `message` of the apiserver's Status body, else the raw body."""
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.body)
+    except (ValueError, AttributeError):
+        return str(exc.body)
+
+
 def _validation_messages(exc: ValidationError) -> list[str]:
     return [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
 
@@ -171,6 +181,16 @@ def make_reconciler(
                     run_pass(p, memo)
             except (kopf.TemporaryError, kopf.PermanentError):
                 raise
+            except ApiException as exc:
+                # The apiserver refused a call (403 from RBAC, 400 on a request built from the
+                # spec): not a bug to trace, a state to report, retried next pass.
+                if exc.status is None or exc.status >= 500:
+                    raise
+                text = f"the apiserver answered {exc.status} {exc.reason}: {api_message(exc)}"[:1000]
+                logger.warning("pass of %s: %s", kube.object_key(namespace, name), text)
+                p.condition("Ready", "False", "ApiError", text, event="Warning")
+                p.status.phase = "Error"
+                p.status.message = text[:300]
             except Exception as exc:
                 # A bug or an unexpected API error: act on nothing more, say so, try next pass.
                 logger.exception("pass of %s failed", kube.object_key(namespace, name))

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.argocd_lua import health_of
 from tests.cluster import operator_process as opp
 
 pytestmark = pytest.mark.cluster
@@ -82,6 +83,9 @@ def test_examples_become_ready_with_status_columns_and_events(
     )
     assert plan["status"]["nextWindow"].endswith("Z")
     assert "namespace" not in plan["metadata"], "a MaintenancePlan is cluster-scoped"
+    # Argo CD's health checks on the objects as the apiserver returns them.
+    for obj in (loop, alloc, plan):
+        assert health_of(obj).status == "Healthy", (obj["kind"], health_of(obj))
 
     # Printer columns: what a person sees with kubectl get.
     table = control_plane.kubectl("-n", namespace, "get", "oloop").stdout.splitlines()
@@ -133,6 +137,8 @@ def test_missing_target_and_semantic_errors_are_reported(
 
     ready = opp.wait_until(target_missing, timeout=60, what="Ready=False TargetNotFound")
     assert ready["status"] == "False" and "does-not-exist" in ready["message"]
+    # Argo CD sees a missing target as Degraded, not as Progressing forever.
+    assert health_of(opp.get_json(control_plane, namespace, "oloop/orphan")).status == "Degraded"
     events = control_plane.kubectl(
         "-n", namespace, "get", "events", "--field-selector", "involvedObject.name=orphan", "-o", "json"
     ).stdout
@@ -151,8 +157,23 @@ def test_missing_target_and_semantic_errors_are_reported(
 
     cond = opp.wait_until(invalid, timeout=60, what="Invalid=True")
     assert "kube-system" in cond["message"]
-    phase = opp.get_json(control_plane, namespace, "oloop/snoop")["status"]["phase"]
-    assert phase == "Invalid"
+    snoop = opp.get_json(control_plane, namespace, "oloop/snoop")
+    assert snoop["status"]["phase"] == "Invalid"
+    assert health_of(snoop).status == "Degraded"
+    # Suspended is Argo CD's Suspended, not Progressing.
+    control_plane.kubectl(
+        "-n", namespace, "patch", "oloop", "orphan", "--type=merge", "-p", '{"spec":{"suspend":true}}'
+    )
+    suspended = opp.wait_until(
+        lambda: (
+            (o := opp.get_json(control_plane, namespace, "oloop/orphan"))["status"].get("observedGeneration")
+            == o["metadata"]["generation"]
+            and o
+        ),
+        timeout=60,
+        what="the suspended spec observed",
+    )
+    assert health_of(suspended).status == "Suspended"
 
 
 def test_spec_is_never_written_and_deletion_is_clean(

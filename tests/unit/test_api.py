@@ -223,3 +223,31 @@ def test_maintenance_plan_is_the_only_cluster_scoped_kind() -> None:
         "ResourceAllocation": "Namespaced",
         "MaintenancePlan": "Cluster",
     }
+
+
+@pytest.mark.parametrize(
+    ("selector", "fragment"),
+    [
+        ({"matchLabels": {"$": "web"}}, "label key '\\$' is not a qualified name"),
+        ({"matchLabels": {"app": 'web" or x'}}, "is not valid"),
+        ({"matchLabels": {"app": "a" * 64}}, "is not valid"),
+        ({"matchExpressions": [{"key": "bad key", "operator": "In", "values": ["a"]}]}, "pattern"),
+        ({"matchExpressions": [{"key": "app", "operator": "In", "values": ["-x"]}]}, "is not valid"),
+    ],
+)
+def test_label_selectors_follow_the_apiservers_label_rules(
+    selector: dict[str, object], fragment: str
+) -> None:
+    """Refused when the resource is read, not by the list call of every pass (which answers 400)."""
+    with pytest.raises(ValidationError, match=fragment):
+        LabelSelector.model_validate(selector)
+
+
+def test_valid_label_selectors_pass() -> None:
+    selector = LabelSelector.model_validate(
+        {
+            "matchLabels": {"app.kubernetes.io/name": "web", "tier": ""},
+            "matchExpressions": [{"key": "zone", "operator": "In", "values": ["a-1", "b_2.x"]}],
+        }
+    )
+    assert selector.to_query() == "app.kubernetes.io/name=web,tier=,zone in (a-1,b_2.x)"
