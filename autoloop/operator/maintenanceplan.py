@@ -477,6 +477,9 @@ def advance_and_start(p: PlanPass, run: Executor, nodes: list[kube.Node], obs: O
 def report(p: PlanPass) -> None:
     running = active(p.status.progress)
     p.status.in_progress = len(running)
+    telemetry.maintenance_progress(
+        p.name, scheduled=len(p.status.schedule), steps=[e.step for e in p.status.progress]
+    )
     if running:
         text = ", ".join(f"{e.node} {e.step}" for e in running)
         p.condition("InProgress", "True", "Maintaining", text, event="Normal")
@@ -519,6 +522,7 @@ def run_pass(p: PlanPass, memo: kopf.Memo) -> None:
     with telemetry.timed_step(KIND, "predict"):
         obs = observe(source, nodes, horizon_hours=horizon_hours, now=p.now.timestamp())
     p.status.predictions = risk_entries(obs.predictions)
+    telemetry.failure_risk(p.name, {r.node: r.probability for r in p.status.predictions})
     p.status.nodes_at_risk = sum(
         1 for r in obs.predictions.values() if r.probability >= plan.spec.risk_threshold
     )
@@ -620,3 +624,4 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     wiring.register_timer(registry, PLURAL, reconcile, interval=settings.tick_seconds, id="reconcile")
     kopf.on.delete(GROUP, VERSION, PLURAL, id="release-nodes", registry=registry)(release_nodes)
     kopf.on.startup(id="warm-predictor", registry=registry)(warm_predictor)
+    telemetry.register_cleanup(registry, PLURAL, KIND)

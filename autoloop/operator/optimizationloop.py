@@ -679,6 +679,7 @@ def act_on(p: LoopPass, clients: kube.Clients, workload: kube.Workload, d: engin
                 f"{d.explanation.proposed} | {'; '.join(d.explanation.validator)}"[:1000],
             )
         p.condition("SafetyBlocked", "True", "Rejected", "; ".join(d.explanation.validator)[:1000])
+        telemetry.safety_rejected(KIND, p.namespace, p.name, (v.rule for v in d.verdicts if not v.passed))
         p.status.message = "blocked: " + "; ".join(d.explanation.validator)[:280]
         return
     p.condition("SafetyBlocked", "False", "Accepted", "the last proposal passed every safety rule")
@@ -698,6 +699,7 @@ def act_on(p: LoopPass, clients: kube.Clients, workload: kube.Workload, d: engin
     with telemetry.timed_step(KIND, "apply"):
         apply_decision(p, clients, workload, decision)
     if action == "RolledBack":
+        telemetry.rolled_back(p.namespace, p.name)
         p.condition("RolledBack", "True", "SLOViolated", d.explanation.proposed[:1000])
         p.event("Warning", "RolledBack", d.explanation.proposed[:1000])
     else:
@@ -712,6 +714,7 @@ def run_pass(p: LoopPass, memo: kopf.Memo) -> None:
     source: MetricSource = memo.metrics
     loop = p.resource
     spec = loop.spec
+    telemetry.resource_seen(KIND, p.namespace, p.name)
     with telemetry.timed_step(KIND, "read_target"):
         try:
             workload = kube.read_workload(clients, p.namespace, spec.target_ref, spec.knobs.container)
@@ -749,8 +752,7 @@ def run_pass(p: LoopPass, memo: kopf.Memo) -> None:
     p.condition("MetricsAvailable", "True", "Fresh", f"{len(observed)} objectives measured")
     p.status.observed = {k: round(v, 6) for k, v in observed.items()}
     update_improvement(p, observed)
-    for objective, value in observed.items():
-        telemetry.OBJECTIVE.labels(namespace=p.namespace, name=p.name, objective=objective).set(value)
+    telemetry.objectives(p.namespace, p.name, observed, {o.name: o.target for o in spec.objectives})
 
     if spec.suspend:
         p.condition("Ready", "True", "Suspended", "suspended: observing only, no actions")
@@ -772,3 +774,4 @@ reconcile = wiring.make_reconciler(
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
     wiring.register_timer(registry, PLURAL, reconcile, interval=settings.tick_seconds, id="reconcile")
+    telemetry.register_cleanup(registry, PLURAL, KIND)

@@ -408,6 +408,7 @@ def report_current(p: AllocPass, demands: list[Demand], horizon: float) -> None:
         cost += cost_per_hour(now, budget.cpu_core_hour, budget.memory_gib_hour)
     p.status.allocations = allocations
     p.status.cost_per_hour = round(cost, 6)
+    telemetry.allocation_cost(p.namespace, p.name, cost=cost, budget=budget.max_cost_per_hour)
     p.status.sla_score = sla_score(coverages)
     p.status.solver = None
 
@@ -509,6 +510,9 @@ def act(
         )
         proposed = status_settings(step)
         if not verdict.accepted:
+            telemetry.safety_rejected(
+                KIND, p.namespace, p.name, (v.rule for v in verdict.verdicts if not v.passed)
+            )
             action = "Blocked"
             blocked.append(f"{w.name}: {'; '.join(verdict.reasons())}")
         else:
@@ -596,6 +600,9 @@ def report_allocation(
         )
     p.status.allocations = allocations
     p.status.cost_per_hour = round(result.cost_usd_per_hour, 6)
+    telemetry.allocation_cost(
+        p.namespace, p.name, cost=result.cost_usd_per_hour, budget=p.resource.spec.budget.max_cost_per_hour
+    )
     p.status.sla_score = sla_score([a.coverage for a in result.workloads])
     p.status.solver = SolverReport(
         name=result.solver if result.mode != "Portfolio" else f"Portfolio/{result.solver}",
@@ -612,6 +619,7 @@ def run_pass(p: AllocPass, memo: kopf.Memo) -> None:
     clients: kube.Clients = memo.clients
     source: MetricSource = memo.metrics
     alloc = p.resource
+    telemetry.resource_seen(KIND, p.namespace, p.name)
     with telemetry.timed_step(KIND, "discover"):
         workloads = discover_workloads(p, clients)
         selector = ",".join(f"{k}={v}" for k, v in sorted(alloc.spec.capacity.node_selector.items()))
@@ -688,3 +696,4 @@ reconcile = wiring.make_reconciler(
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
     wiring.register_timer(registry, PLURAL, reconcile, interval=settings.tick_seconds, id="reconcile")
+    telemetry.register_cleanup(registry, PLURAL, KIND)
