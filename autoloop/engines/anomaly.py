@@ -12,8 +12,9 @@ Method, per series, tuned for few false alarms:
    service's relative load, each term kept only when significant; daily seasonality seen through
    a one-hour window is a slope rather than an alarm, and a load spike inside the reference does
    not drag the fit.
-2. Robust z-score: residual / (1.4826 * MAD of reference residuals); a relative floor keeps
-   near-constant series from producing infinite scores (those are marked low-confidence).
+2. Robust z-score: residual / (1.4826 * MAD of reference residuals), never capped; the scale is
+   at least the metric's resolution (its smallest step in the reference) and 0.1 % of its level,
+   so a near-constant series gives finite scores (and is marked low-confidence).
 3. Alarm (causal: never using a later sample) when three consecutive samples exceed
    `z_threshold` on the same side, or two exceed 1.5 times it (a step or burst, found within two
    scrapes), or a one-sided CUSUM of z (trailing median of three, so one wild sample cannot
@@ -51,8 +52,6 @@ Shape = Literal["step", "ramp", "burst", "spike"]
 
 MAD_TO_SIGMA: Final[float] = 1.4826
 """MAD of a normal sample times this is its standard deviation."""
-Z_CAP: Final[float] = 100.0
-"""Largest reported |z|: beyond it the number only reflects a tiny reference scale."""
 RELATIVE_SCALE_FLOOR: Final[float] = 1e-3
 """The robust scale is at least 0.1 % of the reference level: a constant series is not infinitely
 sensitive."""
@@ -184,6 +183,9 @@ def _robust_fit(
     w = prior.copy()
     coef = np.zeros((p, y.shape[1]))
     sigma = np.ones(y.shape[1])
+    # Rounding leaves residuals of ~1e-16 of the level: a constant column's scale stays above that,
+    # or its exact fit would weigh every sample as an outlier.
+    rounding = 1e-9 * np.max(np.abs(y), axis=0, initial=0.0) + 1e-12
     # A tiny ridge keeps an all-zero regressor (no load metric) solvable; its se then is huge.
     ridge = 1e-9 * np.eye(p)
     for step in range(2 * iterations):
@@ -191,7 +193,7 @@ def _robust_fit(
         rhs = np.einsum("nik,nk->ki", design, w * y)
         coef = np.linalg.solve(gram, rhs[..., None])[..., 0].T
         r = y - np.einsum("nik,ik->nk", design, coef)
-        sigma = np.maximum(MAD_TO_SIGMA * _mad_columns(r, mask), 1e-12)
+        sigma = np.maximum(MAD_TO_SIGMA * _mad_columns(r, mask), rounding)
         u = np.abs(r) / sigma
         if step < iterations:
             w = prior * np.minimum(1.0, 1.345 / np.maximum(u, 1e-300))
@@ -383,10 +385,10 @@ def score_many(
     y_ref = values[:n_ref]
     mad = _mad_columns(y_ref - expected[:n_ref], fitted_on)
     level = np.abs(np.median(y_ref, axis=0))
-    floor = np.maximum(RELATIVE_SCALE_FLOOR * level, ABSOLUTE_SCALE_FLOOR)
+    floor = np.maximum(np.maximum(RELATIVE_SCALE_FLOOR * level, resolution(y_ref)), ABSOLUTE_SCALE_FLOOR)
     degenerate = MAD_TO_SIGMA * mad < floor
     scale = np.maximum(MAD_TO_SIGMA * mad, floor)
-    z = np.clip((values - expected) / scale, -Z_CAP, Z_CAP)
+    z = (values - expected) / scale
     return [
         SeriesScore(
             m,
@@ -403,6 +405,14 @@ def score_many(
         )
         for j, m in enumerate(metrics)
     ]
+
+
+def resolution(values: FloatArray) -> FloatArray:
+    """Per column of a (samples x series) matrix, its smallest non-zero step between consecutive
+    samples (0 for a constant column): what the metric can resolve, such as one request or one page."""
+    steps = np.abs(np.diff(values, axis=0))
+    smallest = np.min(np.where(steps > 0, steps, np.inf), axis=0, initial=np.inf)
+    return np.asarray(np.where(np.isfinite(smallest), smallest, 0.0), dtype=float)
 
 
 def score_series(

@@ -1,32 +1,39 @@
 """Root-cause ranking over a service dependency graph.
 
-Contract: pure numpy. Entry point
+Contract: pure numpy; no I/O. Entry point
 `analyze(series, graph, *, onset=None, window=None, changes=None, analyzer=None) -> RCAResult`:
-`series` maps service -> metric name -> (timestamps in s, values); `graph` maps caller -> callees
-(from Services/selectors and the CR's declared dependencies; missing edges are partly recovered
-from correlations); `onset` is a suspected start (s) or `window` an analysis window (start, end);
-with neither, the anomaly detector finds the onset. `changes` (service -> rollout times, s) is
-optional evidence for bad rollouts. The result ranks candidate causes (service, metric, fault
-type), each with a score, a confidence, evidence, a plain-language explanation and an action.
-Bad data never raises and never gives a confident cause.
+`series` maps service -> metric name -> (timestamps in s, values); `graph` maps caller -> callees;
+`onset` is a suspected start (s) or `window` an analysis window (start, end); with neither, the
+anomaly detector finds the onset. `changes` (service -> rollout times, s) is optional evidence for
+bad rollouts. The result ranks candidate causes (service, metric, fault type), each with a score,
+a confidence, evidence, an explanation and an action. Bad data never raises and never gives a
+confident cause; a reference too short to compare with is said in `RCAResult.warnings`.
+`RootCauseAnalyzer.findings` (the evidence, the costly part) and `.rank` (cheap) are the two
+halves of `analyze`, so parameters of the ranking can be cross-validated on fixed evidence.
 
 Method (the "explain-away" view of fault propagation):
-1. Every series is scored against the reference before `onset - lookback_s` with the detector's
-   robust baseline (so a late onset does not hide the change); each alarm's change time and shape
-   come from a least-squares fit of a step against a ramp; a change that load explains (as in
-   `engines.anomaly`) and that started with its load is marked as demand.
-2. A latency or error change of a caller is *explained* by a callee whose same metric changed in
-   the same direction no later (steps: at about the same time), and by enough: the callee's change
-   times `max_edge_gain` (calls per request, retries) reaches the caller's. Resource changes (cpu,
-   memory) are the service's own. A service whose changes are all explained is a victim.
-3. Load changes are attributed to callers (demand passing through, or a caller that changed its
-   call pattern), and what moved with a service's load hangs off that load change.
-4. Candidates are ranked by how much of their evidence is their own (changes for the better count
-   less), times a mix of coverage (how many anomalous services their changes explain, through
-   chains), timing (closeness to the suspected onset) and strength (log robust z, so a quiet
-   service's huge z does not dominate a noisy root).
-5. The fault type comes from which metrics of the root moved and how (ramp, step, burst), the
-   action from the fault type.
+1. Evidence: every series is scored against the reference before the window with the detector's
+   robust baseline (robust z; no cap). Per metric, the strongest alarms in the window are kept,
+   with change time and shape from a least-squares step-or-ramp fit; a change that load explains
+   at its start and at its peak, while load itself moved, is demand.
+2. Explain away: a caller's latency or error change is explained by a callee whose same metric
+   changed no later and by enough (callee change x `max_edge_gain` >= caller change). A load
+   change passes down from a caller whose load moved alike, or comes from a caller that changed on
+   its own, unless the service has its own harmful change then (clients of a sick service back off
+   or retry: that traffic change is the sick service's). Edges missing from the graph are learned
+   from matching latency/error changes, but never between two callees of one caller (siblings
+   move together under a common cause, not because one calls the other).
+3. Rank: each service's score is the product of how much of its evidence is its own, its
+   strength (largest log(1 + |z|) of its own changes, a change for the better counting
+   `IMPROVEMENT_WEIGHT`; |z| is at most |relative change| / `relative_floor`, so a reference with
+   no variation cannot make a small change huge), its timing (closeness to the suspected onset)
+   and 1 + its coverage share (how many anomalous services its changes explain, through chains).
+   Equal scores are ties and share a rank.
+4. Confidence of a cause: its score against the best other one, s / (s + s_other), halved when
+   none of its own changes rests on a reference with variation; the result is `confident` when
+   the top cause is alone at the top and its confidence reaches `confident_at` (> 0.5).
+5. Fault type from the metric family that carries the root's own evidence (see `_fault_type`),
+   the action from the fault type.
 """
 
 from __future__ import annotations
@@ -61,8 +68,18 @@ SLOW_LEAK_PER_HOUR: Final[float] = 0.5
 """A leak growing memory by less than 50 % per hour can wait for a maintenance window."""
 ROLLOUT_WINDOW_S: Final[tuple[float, float]] = (-600.0, 120.0)
 """A rollout from 10 min before to 2 min after a change time is taken as its cause."""
-CONFIDENT: Final[float] = 0.5
-"""A top cause at or above this confidence explains the anomaly (the safety validator can resume)."""
+REFERENCE_SHARE: Final[float] = 0.5
+"""With an onset, the lookback takes at most this share of the data before it: at least half of a
+short history stays reference (the operator's rule for a young workload)."""
+CONFIDENT: Final[float] = 0.55
+"""Default `confident_at`: the top cause's score is 1.22 times the runner-up's or more
+(cross-validated, see docs/benchmarks/rca.md)."""
+RELATIVE_FLOOR: Final[float] = 0.3
+"""Default `relative_floor`: a change of 30 % of the level is worth at most one sigma as evidence,
+however quiet the reference was (cross-validated, see docs/benchmarks/rca.md)."""
+LEAK_GROWTH: Final[float] = 2.5
+"""Default `leak_growth`: memory grown to 2.5 times its level is a leak even when cpu moved more
+(cross-validated, see docs/benchmarks/rca.md)."""
 EXTERNAL_DEMAND: Final[str] = "<external demand>"
 """`Evidence.explained_by` of a frontend's load change: users, not a service, sent it."""
 DEMAND_FRACTION: Final[float] = 0.5
@@ -76,8 +93,10 @@ HARMFUL_UP: Final[frozenset[str]] = frozenset({"latency", "errors", "cpu", "memo
 """Kinds for which going up is going wrong."""
 IMPROVEMENT_WEIGHT: Final[float] = 0.3
 """Weight of a change for the better (latency down, ...) as evidence of a fault."""
+VICTIM_WEIGHT: Final[float] = 0.05
+"""Score factor of a service none of whose changes is its own: it stays in the top-k, far below."""
 MAX_ALARMS_PER_METRIC: Final[int] = 3
-"""Changes of one metric kept as evidence inside one window (earliest first)."""
+"""Changes of one metric kept as evidence inside one window (the strongest)."""
 MAX_EVIDENCE: Final[int] = 5
 MAX_TEXT: Final[int] = 400
 """Characters kept of an explanation in `to_dict`: a CR status must stay small."""
@@ -99,6 +118,7 @@ class Evidence:
     relative_change: float
     shape: anomaly.Shape
     low_confidence: bool
+    """The reference had no variation: `z` rests on the detector's scale floor."""
     demand: bool = False
     """The metric moved with the service's own request rate (see `engines.anomaly`)."""
     explained_by: str | None = None
@@ -109,6 +129,13 @@ class Evidence:
     def own(self) -> bool:
         """Evidence that the service itself changed: not load, not demand, not explained."""
         return self.kind != "load" and not self.demand and self.explained_by is None
+
+    def weight(self, relative_floor: float) -> float:
+        """log(1 + |z|), |z| at most |relative change| / `relative_floor`: scale-free evidence."""
+        z = abs(self.z)
+        if self.relative_change != 0.0:
+            z = min(z, abs(self.relative_change) / relative_floor)
+        return math.log1p(z)
 
     def describe(self) -> str:
         sign = "rose" if self.z > 0 else "fell"
@@ -127,7 +154,7 @@ class Evidence:
 
 @dataclasses.dataclass(frozen=True)
 class Cause:
-    """One ranked candidate root cause."""
+    """One ranked candidate root cause; tied causes share a rank."""
 
     rank: int
     service: str
@@ -162,20 +189,27 @@ class RCAResult:
     window: tuple[float, float]
     reference_end: float
     explanation: str
+    confident: bool = False
+    """The top cause explains the anomaly (the safety validator can resume)."""
+    warnings: tuple[str, ...] = ()
+    """Why the analysis could see little or nothing (a reference too short, ...)."""
 
     @property
     def top(self) -> Cause | None:
         return self.causes[0] if self.causes else None
 
     @property
-    def confident(self) -> bool:
-        """True when the top cause is confident enough to call the anomaly explained."""
-        return bool(self.causes) and self.causes[0].confidence >= CONFIDENT
+    def tied(self) -> tuple[Cause, ...]:
+        """Every cause sharing the first rank (more than one: the evidence cannot tell them apart)."""
+        return tuple(c for c in self.causes if c.rank == 1)
 
     def summary(self) -> str:
         top = self.top
         if top is None:
-            return self.explanation
+            return "; ".join((self.explanation, *self.warnings))
+        if len(self.tied) > 1:
+            names = " or ".join(c.service for c in self.tied)
+            return f"root cause tied between {names}: investigate"
         return f"likely root cause {top.service} ({top.fault_type}, confidence {top.confidence:.2f}): {top.action}"
 
     def to_dict(self, max_causes: int = 5) -> dict[str, Any]:
@@ -185,7 +219,24 @@ class RCAResult:
             "window": [anomaly.json_safe(v) for v in self.window],
             "confident": self.confident,
             "explanation": self.explanation[:MAX_TEXT],
+            "warnings": [w[:MAX_TEXT] for w in self.warnings[:5]],
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class Findings:
+    """The evidence of one analysis window, before any ranking (`RootCauseAnalyzer.findings`)."""
+
+    evidence: dict[str, tuple[Evidence, ...]]
+    """Per service with any change in the window, its changes."""
+    services: tuple[str, ...]
+    """Every service scored (with or without a change)."""
+    window: tuple[float, float]
+    onset: float | None
+    """The suspected onset the timing score is anchored to (None: the earliest own change)."""
+    note: str = ""
+    """Why there is nothing to rank, when there is not."""
+    warnings: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -231,16 +282,6 @@ def _harm(e: Evidence) -> float:
     return 1.0
 
 
-def _strength(svc: _Service) -> float:
-    """Largest |z| among the service's own changes (weighted by `_harm`), else among all."""
-    return max((abs(e.z) * _harm(e) for e in svc.own), default=max(abs(e.z) for e in svc.evidence))
-
-
-def _squash(z: float, scale: float) -> float:
-    """0..1, rising with |z| and saturating: 1 - exp(-|z| / scale)."""
-    return 1.0 - math.exp(-abs(z) / scale)
-
-
 def refine_onset(z: npt.NDArray[np.float64], lo: int, hi: int, direction: int) -> tuple[int, bool]:
     """Least-squares change point in z[lo:hi], the level before it fixed at the baseline (0).
 
@@ -269,15 +310,18 @@ def refine_onset(z: npt.NDArray[np.float64], lo: int, hi: int, direction: int) -
 
 
 class RootCauseAnalyzer:
-    """Ranks root causes; parameters in `__init__`, work in `analyze` (see the module doc).
+    """Ranks root causes; parameters in `__init__`, work in `findings` then `rank` (module doc).
 
-    lookback_s: how far before a suspected onset the change may lie (s); the reference ends there.
+    lookback_s: how far before a suspected onset the change may lie (s); the reference ends there
+        (at most `REFERENCE_SHARE` of the data before the onset).
     max_edge_gain: the most a caller's latency/error change can exceed its callee's (calls per
         request x retries); 5 = three sequential calls with retries.
     onset_slack_s: onset estimation error tolerated when ordering changes (s, one scrape).
     step_tolerance_s: how long after a callee's step the caller's step may follow (s).
     timing_scale_s: decay of the timing score away from the suspected onset (s).
-    weights: (coverage, timing, strength) in the ranking mix.
+    relative_floor: a change of this share of the level is worth at most one sigma as evidence.
+    leak_growth: memory grown to this multiple of its level is a leak even if cpu moved more.
+    confident_at: the top cause's confidence at which the result is `confident`.
     sensitivity: multiplies the detector's thresholds for evidence (1 = the detector's own).
     """
 
@@ -289,7 +333,9 @@ class RootCauseAnalyzer:
         onset_slack_s: float = 15.0,
         step_tolerance_s: float = 45.0,
         timing_scale_s: float = 120.0,
-        weights: tuple[float, float, float] = (0.5, 0.25, 0.25),
+        relative_floor: float = RELATIVE_FLOOR,
+        leak_growth: float = LEAK_GROWTH,
+        confident_at: float = CONFIDENT,
         detector: anomaly.AnomalyDetector | None = None,
         max_causes: int = 10,
         sensitivity: float = 1.0,
@@ -299,7 +345,9 @@ class RootCauseAnalyzer:
         self.onset_slack_s = onset_slack_s
         self.step_tolerance_s = step_tolerance_s
         self.timing_scale_s = timing_scale_s
-        self.weights = weights
+        self.relative_floor = relative_floor
+        self.leak_growth = leak_growth
+        self.confident_at = confident_at
         self.detector = detector
         self.max_causes = max_causes
         self.sensitivity = sensitivity
@@ -314,54 +362,60 @@ class RootCauseAnalyzer:
         changes: Mapping[str, Sequence[float]] | None = None,
     ) -> RCAResult:
         """Rank root causes of the anomaly at `onset` (s) or inside `window` (start, end in s)."""
-        detector = self.detector or anomaly.AnomalyDetector()
-        t_min, t_max = anomaly.time_span(series)
-        if window is not None:
-            start, end = float(window[0]), float(window[1])
-        elif onset is not None:
-            start, end = float(onset) - self.lookback_s, t_max
-        else:
-            # Scan the second half of the data against the first.
-            found = [
-                a
-                for a in detector.detect(series, test_start=(t_min + t_max) / 2.0).anomalies
-                if a.unexplained
-            ]
-            if not found:
-                return RCAResult((), (), (t_min, t_max), t_max, "no unexplained anomaly to analyse")
-            start, end = min(a.start for a in found) - self.lookback_s, t_max
-        services = self._evidence(series, detector, start, end)
-        anomalous = {name: svc for name, svc in services.items() if svc.evidence}
-        if not any(svc.own for svc in anomalous.values()):
-            text = "no service changed on its own in the window" + (
-                f" ({len(anomalous)} moved with demand or their dependencies)" if anomalous else ""
-            )
-            return RCAResult((), tuple(sorted(anomalous)), (start, end), start, text)
-        callees = self._callees(graph, anomalous, services)
-        links = self._explain(anomalous, callees)
-        causes = self._rank(anomalous, links, changes or {}, end, onset)
-        text = f"{len(anomalous)} anomalous services; {causes[0].explanation}"
-        return RCAResult(
-            tuple(causes[: self.max_causes]), tuple(sorted(anomalous)), (start, end), start, text
-        )
+        return self.rank(self.findings(series, onset=onset, window=window), graph, changes=changes)
 
     # ---- step 1: evidence per service ---------------------------------------------------------
 
-    def _evidence(
-        self, series: anomaly.ServiceSeries, detector: anomaly.AnomalyDetector, start: float, end: float
-    ) -> dict[str, _Service]:
-        """Per service, the metrics with an alarm inside [start, end], their change times and
-        whether load explains them."""
-        out: dict[str, _Service] = {}
-        for name, scores in detector.score_all(series, reference_end=start).items():
-            masks = detector.load_masks(scores)
-            svc = _Service(name, [])
-            for metric, s in scores.items():
-                if s.valid and s.t.size >= 2:
-                    svc.evidence.extend(self._metric_evidence(name, s, masks[metric], detector, start, end))
-            svc.evidence = [self._check_demand(ev, svc.evidence) for ev in svc.evidence]
-            out[name] = svc
-        return out
+    def findings(
+        self,
+        series: anomaly.ServiceSeries,
+        *,
+        onset: float | None = None,
+        window: tuple[float, float] | None = None,
+    ) -> Findings:
+        """The changes of every service inside the window (the costly half of `analyze`)."""
+        detector = self.detector or anomaly.AnomalyDetector()
+        t_min, t_max = anomaly.time_span(series)
+        if window is None and onset is None:
+            # Scan the second half of the data against the first.
+            report = detector.detect(series, test_start=(t_min + t_max) / 2.0)
+            found = [a.start for a in report.anomalies if a.unexplained]
+            if not found:
+                return Findings({}, (), (t_min, t_max), None, "no unexplained anomaly to analyse")
+            onset = min(found)
+        if window is not None:
+            start, end = float(window[0]), float(window[1])
+        else:
+            assert onset is not None
+            start = onset - min(self.lookback_s, REFERENCE_SHARE * max(onset - t_min, 0.0))
+            end = t_max
+        scores = detector.score_all(series, reference_end=start)
+        evidence = {
+            name: tuple(self._service_evidence(name, metrics, detector, start, end))
+            for name, metrics in scores.items()
+        }
+        return Findings(
+            {name: evs for name, evs in evidence.items() if evs},
+            tuple(scores),
+            (start, end),
+            onset,
+            warnings=_reference_warnings(scores, start),
+        )
+
+    def _service_evidence(
+        self,
+        name: str,
+        scores: Mapping[str, anomaly.SeriesScore],
+        detector: anomaly.AnomalyDetector,
+        start: float,
+        end: float,
+    ) -> list[Evidence]:
+        masks = detector.load_masks(scores)
+        found: list[Evidence] = []
+        for metric, s in scores.items():
+            if s.valid and s.t.size >= 2:
+                found.extend(self._metric_evidence(name, s, masks[metric], detector, start, end))
+        return [self._check_demand(ev, found) for ev in found]
 
     def _metric_evidence(
         self,
@@ -372,7 +426,7 @@ class RootCauseAnalyzer:
         start: float,
         end: float,
     ) -> list[Evidence]:
-        """Evidence for each alarm of one series inside [start, end] (the first few)."""
+        """Evidence for the strongest alarms of one series inside [start, end]."""
         first = int(np.searchsorted(s.t, start))
         last = int(np.searchsorted(s.t, end, side="right"))
         z = s.z[:last]
@@ -386,38 +440,52 @@ class RootCauseAnalyzer:
         )
         if not alarms and s.kind == "memory":
             alarms = _slow_ramp(z, first)
-        zm = anomaly.median3(z)
-        x_smooth = anomaly.median3(s.x[:last])
         out = []
         floor = first
-        for alarm in alarms[:MAX_ALARMS_PER_METRIC]:
-            stop = alarm.end if alarm.end is not None else z.size
-            # The change point and shape: least squares from the window start (or the previous
-            # change's end) to the end of this change.
-            begin, ramp = refine_onset(z, floor, stop, alarm.direction)
-            begin = min(begin, alarm.detected)
-            shape: anomaly.Shape = anomaly.classify_shape(z, alarm) if alarm.end is not None else "step"
-            if alarm.end is None and ramp:
-                shape = "ramp"
-            floor = stop
-            k = alarm.start + int(np.argmax(alarm.direction * zm[alarm.start : stop]))
-            expected = float(s.expected[k])
-            delta = float(x_smooth[k] - expected)
-            out.append(
-                Evidence(
-                    service=service,
-                    metric=s.metric,
-                    kind=s.kind,
-                    z=float(zm[k]),
-                    onset=float(s.t[begin]),
-                    delta=delta,
-                    relative_change=delta / abs(expected) if abs(expected) > 1e-12 else 0.0,
-                    shape=shape,
-                    low_confidence=s.degenerate,
-                    demand=s.kind != "load" and self._demand(z, mask, begin, stop, alarm.direction, detector),
-                )
-            )
-        return out
+        for alarm in alarms:
+            out.append(self._change(service, s, z, alarm, floor, mask, detector))
+            floor = alarm.end if alarm.end is not None else z.size
+        # Real series hold noise excursions before the change: keep the strongest, not the first.
+        strongest = sorted(out, key=lambda e: -abs(e.z) * _harm(e))[:MAX_ALARMS_PER_METRIC]
+        return [e for e in out if e in strongest]
+
+    def _change(
+        self,
+        service: str,
+        s: anomaly.SeriesScore,
+        z: npt.NDArray[np.float64],
+        alarm: anomaly.Alarm,
+        floor: int,
+        mask: npt.NDArray[np.bool_],
+        detector: anomaly.AnomalyDetector,
+    ) -> Evidence:
+        """One alarm as evidence. Its change point and shape: least squares from `floor` (the
+        window start or the previous change's end) to the end of this change."""
+        stop = alarm.end if alarm.end is not None else z.size
+        begin, ramp = refine_onset(z, floor, stop, alarm.direction)
+        begin = min(begin, alarm.detected)
+        shape: anomaly.Shape = anomaly.classify_shape(z, alarm) if alarm.end is not None else "step"
+        if alarm.end is None and ramp:
+            shape = "ramp"
+        zm = anomaly.median3(z)
+        k = alarm.start + int(np.argmax(alarm.direction * zm[alarm.start : stop]))
+        expected = float(s.expected[k])
+        delta = float(anomaly.median3(s.x[: z.size])[k] - expected)
+        # Demand when load explains the start of the change and its peak: a noise excursion that
+        # merges into a later fault must not pass the fault off as demand.
+        demand = s.kind != "load" and bool(mask[k]) and self._demand(z, mask, begin, stop, alarm, detector)
+        return Evidence(
+            service=service,
+            metric=s.metric,
+            kind=s.kind,
+            z=float(zm[k]),
+            onset=float(s.t[begin]),
+            delta=delta,
+            relative_change=delta / abs(expected) if abs(expected) > 1e-12 else 0.0,
+            shape=shape,
+            low_confidence=s.degenerate,
+            demand=demand,
+        )
 
     def _check_demand(self, ev: Evidence, evidence: Sequence[Evidence]) -> Evidence:
         """Demand only if the service's load changed the same way at about the same time (within
@@ -439,40 +507,71 @@ class RootCauseAnalyzer:
         mask: npt.NDArray[np.bool_],
         begin: int,
         stop: int,
-        direction: int,
+        alarm: anomaly.Alarm,
         detector: anomaly.AnomalyDetector,
     ) -> bool:
         """Did load explain the start of this change? Judged on its first clearly deviating samples
         (half the alarm threshold), not on samples where the metric had not moved yet."""
-        moved = (
-            np.flatnonzero(direction * z[begin:stop] >= detector.z_threshold / 2.0)[:DEMAND_SAMPLES] + begin
-        )
+        moved = np.flatnonzero(alarm.direction * z[begin:stop] >= detector.z_threshold / 2.0)
+        moved = moved[:DEMAND_SAMPLES] + begin
         return bool(moved.size) and float(np.mean(mask[moved])) >= DEMAND_FRACTION
 
-    # ---- step 2: the graph --------------------------------------------------------------------
+    # ---- steps 2 to 4: explain away, rank, type -----------------------------------------------
+
+    def rank(
+        self,
+        findings: Findings,
+        graph: Mapping[str, Sequence[str]],
+        *,
+        changes: Mapping[str, Sequence[float]] | None = None,
+    ) -> RCAResult:
+        """Explain changes away over the graph and rank what is left (the cheap half of `analyze`)."""
+        start, end = findings.window
+        anomalous = {name: _Service(name, list(evs)) for name, evs in findings.evidence.items()}
+        names = tuple(sorted(anomalous))
+        if not any(svc.own for svc in anomalous.values()):
+            text = findings.note or "no service changed on its own in the window" + (
+                f" ({len(anomalous)} moved with demand or their dependencies)" if anomalous else ""
+            )
+            return RCAResult((), names, (start, end), start, text, warnings=findings.warnings)
+        callees = self._callees(graph, anomalous, findings.services)
+        links = self._explain(anomalous, callees)
+        scores = self._scores(anomalous, links, findings.onset)
+        ordered = sorted(scores, key=lambda n: (-scores[n], n))
+        causes = [
+            self._cause(rank, anomalous[name], scores, links, changes or {}, end)
+            for rank, name in zip(_ranks([scores[n] for n in ordered]), ordered, strict=True)
+        ][: self.max_causes]
+        top = causes[0]
+        confident = len([c for c in causes if c.rank == 1]) == 1 and top.confidence >= self.confident_at
+        text = f"{len(anomalous)} anomalous services; {top.explanation}"
+        return RCAResult(tuple(causes), names, (start, end), start, text, confident, findings.warnings)
 
     def _callees(
         self,
         graph: Mapping[str, Sequence[str]],
         anomalous: Mapping[str, _Service],
-        services: Mapping[str, _Service],
+        services: Sequence[str],
     ) -> dict[str, set[str]]:
         """Declared callees, plus edges learned from matching changes where no declared path exists.
 
         Two services with a change of the same latency or error metric, same sign and shape, close in
-        time, are taken as linked. The callee is the one deeper in the declared graph (calls flow
-        from entry points down), else the one that changed first, else the one that changed by the
-        larger relative amount (a caller dilutes a callee's change with its own work).
+        time, are taken as linked, unless they share a declared caller. The callee is the one deeper
+        in the declared graph (calls flow from entry points down), else the one that changed first,
+        else the one that changed by the larger relative amount (a caller dilutes a callee's change
+        with its own work).
         """
         callees: dict[str, set[str]] = {name: set() for name in services}
         for caller, cs in graph.items():
             callees.setdefault(caller, set()).update(c for c in cs if c != caller)
+        callers = _callers(callees)
         reach = _reachability(callees)
         depth = _depths(callees)
         names = sorted(anomalous)
         for i, a in enumerate(names):
             for b in names[i + 1 :]:
-                if b in reach.get(a, ()) or a in reach.get(b, ()):
+                linked = b in reach.get(a, ()) or a in reach.get(b, ())
+                if linked or callers.get(a, set()) & callers.get(b, set()):
                     continue
                 pair = self._matching(anomalous[a], anomalous[b])
                 if pair is None:
@@ -505,8 +604,6 @@ class RootCauseAnalyzer:
                     return ea, eb
         return None
 
-    # ---- step 3: explain away -----------------------------------------------------------------
-
     def _explains(self, cause: Evidence, effect: Evidence) -> bool:
         """Can callee evidence `cause` account for caller evidence `effect`?"""
         if cause.metric != effect.metric or cause.z * effect.z <= 0:
@@ -525,10 +622,7 @@ class RootCauseAnalyzer:
         First latency and errors to callees, then load (and what moved with it) to callers. Returns
         the links (service, metric) -> the (service, metric) changes it explains.
         """
-        callers: dict[str, set[str]] = {}
-        for caller, cs in callees.items():
-            for c in cs:
-                callers.setdefault(c, set()).add(caller)
+        callers = _callers(callees)
         links: Links = {}
         for name, svc in anomalous.items():
             updated: list[Evidence] = []
@@ -551,7 +645,7 @@ class RootCauseAnalyzer:
             updated = []
             for ev in svc.evidence:
                 if ev.kind == "load":
-                    source = self._load_source(ev, anomalous, callers.get(name, set()))
+                    source = self._load_source(ev, anomalous, callers.get(name, set()), svc)
                     if source is not None and source[0] != EXTERNAL_DEMAND:
                         links.setdefault(source, set()).add((name, ev.metric))
                     ev = dataclasses.replace(ev, explained_by=None if source is None else source[0])
@@ -565,10 +659,13 @@ class RootCauseAnalyzer:
             svc.evidence = updated
         return links
 
-    def _load_source(self, ev: Evidence, anomalous: Mapping[str, _Service], callers: set[str]) -> Node | None:
+    def _load_source(
+        self, ev: Evidence, anomalous: Mapping[str, _Service], callers: set[str], svc: _Service
+    ) -> Node | None:
         """Who sent a change in load: a caller whose own load changed the same way at the same time
-        (demand passing through), else a caller that changed on its own no later (a new call
-        pattern, retries), else users when no service calls this one."""
+        (demand passing through), else, when `svc` has no harmful change of its own at that time, a
+        caller that changed on its own no later (a new call pattern, retries), else users when no
+        service calls this one."""
         if not callers:
             return (EXTERNAL_DEMAND, "")
         passing = sorted(
@@ -580,6 +677,8 @@ class RootCauseAnalyzer:
         )
         if passing:
             return passing[0][1], passing[0][2]
+        if any(_harm(e) == 1.0 and abs(e.onset - ev.onset) <= self.step_tolerance_s for e in svc.own):
+            return None
         changed = sorted(
             (e.onset, c, e.metric)
             for c in sorted(callers)
@@ -587,94 +686,63 @@ class RootCauseAnalyzer:
             for e in anomalous[c].own
             if e.onset <= ev.onset + self.onset_slack_s
         )
-        if changed:
-            return changed[0][1], changed[0][2]
-        return None
+        return (changed[0][1], changed[0][2]) if changed else None
 
-    # ---- step 4: rank -------------------------------------------------------------------------
-
-    def _rank(
-        self,
-        anomalous: Mapping[str, _Service],
-        links: Links,
-        changes: Mapping[str, Sequence[float]],
-        end: float,
-        anchor: float | None,
-    ) -> list[Cause]:
-        """Score every service with its own change (then the rest, far below), best first."""
+    def _scores(
+        self, anomalous: Mapping[str, _Service], links: Links, anchor: float | None
+    ) -> dict[str, float]:
+        """Own share x strength x timing x (1 + coverage share), per service (module doc, step 3)."""
+        q = self.relative_floor
         own_onsets = [e.onset for svc in anomalous.values() for e in svc.own]
         anchor = anchor if anchor is not None else min(own_onsets or [s.onset for s in anomalous.values()])
         coverage = {name: len(_covered(svc, links)) for name, svc in anomalous.items()}
         max_cov = max(coverage.values())
-        strengths = {name: math.log1p(_strength(svc)) for name, svc in anomalous.items()}
-        max_strength = max(max(strengths.values()), 1e-12)
-        w_cov, w_time, w_strength = self.weights
-        rows: list[tuple[float, str]] = []
+        scores = {}
         for name, svc in anomalous.items():
             # The share of the service's changes that are its own rather than explained by another
             # service's; load and what moved with it are the service's circumstances, not counted.
-            own_w = sum(math.log1p(abs(e.z)) * _harm(e) for e in svc.own)
+            own_w = sum(e.weight(q) * _harm(e) for e in svc.own)
             other_w = sum(
-                math.log1p(abs(e.z)) for e in svc.evidence if e.kind != "load" and not e.demand and not e.own
+                e.weight(q) for e in svc.evidence if e.kind != "load" and not e.demand and not e.own
             )
             own = own_w / (own_w + other_w) if own_w > 0 else 0.0
+            strength = max((e.weight(q) * _harm(e) for e in svc.own), default=0.0)
+            strength = strength or max(e.weight(q) for e in svc.evidence)
             onset = min(e.onset for e in (svc.own or svc.evidence))
             # Timing: a change up to `lookback_s / 2` before the anchor (the suspected onset, which a
             # detector reports late) counts fully; earlier or later ones fade.
             gap = max(anchor - self.lookback_s / 2.0 - onset, onset - anchor, 0.0)
-            mix = (
-                w_cov * (1 + coverage[name]) / (1 + max_cov)
-                + w_time * math.exp(-gap / self.timing_scale_s)
-                + w_strength * strengths[name] / max_strength
-            )
-            # Victims stay in the ranking (for the top-k), far below any service with its own change.
-            rows.append(((0.05 + 0.95 * own) * mix, name))
-        rows.sort(key=lambda r: (-r[0], r[1]))
-        total_score = sum(score for score, _ in rows)
-        return [
-            self._cause(rank, anomalous[name], score, score / total_score, links, changes, end)
-            for rank, (score, name) in enumerate(rows, start=1)
-        ]
+            timing = math.exp(-gap / self.timing_scale_s)
+            breadth = 1.0 + coverage[name] / (1.0 + max_cov)
+            scores[name] = (VICTIM_WEIGHT + (1.0 - VICTIM_WEIGHT) * own) * strength * timing * breadth
+        return scores
 
     def _cause(
         self,
         rank: int,
         svc: _Service,
-        score: float,
-        share: float,
+        scores: Mapping[str, float],
         links: Links,
         changes: Mapping[str, Sequence[float]],
         end: float,
     ) -> Cause:
         own = svc.own
         ranked = sorted(own or svc.evidence, key=lambda e: -abs(e.z))
-        fault, metric = _fault_type(svc.name, own or svc.evidence, changes)
+        fault, metric = _fault_type(
+            svc.name, own or svc.evidence, changes, self.leak_growth, self.relative_floor
+        )
         lead = next((e for e in ranked if e.metric == metric), ranked[0])
         action: Action = ACTIONS[fault]
         if fault == "memory_leak":
             hours = max(end - lead.onset, 60.0) / 3600.0
-            action = (
-                "restart"
-                if abs(lead.relative_change) / hours >= SLOW_LEAK_PER_HOUR
-                else "schedule_maintenance"
-            )
-        victims = sorted(_covered(svc, links))
-        # Confidence: the share of the ranking's score, discounted when the evidence is thin.
-        quality = _squash(lead.z, 6.0) * (0.3 if lead.low_confidence else 1.0) * (1.0 if own else 0.3)
-        confidence = float(min(1.0, share * quality * (1.0 + 0.5 * min(len(victims), 4))))
-        parts = [
-            f"{svc.name} is {'the likely' if rank == 1 else 'a possible'} root cause ({fault.replace('_', ' ')})"
-        ]
-        parts.append(lead.describe())
-        if victims:
-            shown = ", ".join(victims[:4]) + (f" and {len(victims) - 4} more" if len(victims) > 4 else "")
-            parts.append(f"it explains the changes of {shown}")
-        if own:
-            parts.append("nothing else explains its own change")
-        else:
-            sources = sorted({e.explained_by for e in svc.evidence if e.explained_by} or {"demand"})
-            parts.append(f"its changes are explained by {', '.join(sources)}")
-        parts.append(f"recommended action: {action}")
+            slow = abs(lead.relative_change) / hours < SLOW_LEAK_PER_HOUR
+            action = "schedule_maintenance" if slow else "restart"
+        score = scores[svc.name]
+        rival = max((s for n, s in scores.items() if n != svc.name), default=0.0)
+        confidence = score / (score + rival) if score > 0 else 0.0
+        # Evidence that rests only on references without variation (scale floors) is half as sure.
+        if not any(e.own and not e.low_confidence for e in svc.evidence):
+            confidence *= 0.5
         return Cause(
             rank=rank,
             service=svc.name,
@@ -687,14 +755,42 @@ class RootCauseAnalyzer:
             evidence=tuple(
                 e.describe() for e in sorted(svc.evidence, key=lambda e: -abs(e.z))[:MAX_EVIDENCE]
             ),
-            explanation="; ".join(parts) + ".",
+            explanation=_explanation(svc, rank, fault, lead, action, sorted(_covered(svc, links))),
         )
 
 
+def _explanation(
+    svc: _Service, rank: int, fault: str, lead: Evidence, action: str, victims: list[str]
+) -> str:
+    parts = [
+        f"{svc.name} is {'the likely' if rank == 1 else 'a possible'} root cause ({fault.replace('_', ' ')})"
+    ]
+    parts.append(lead.describe())
+    if victims:
+        shown = ", ".join(victims[:4]) + (f" and {len(victims) - 4} more" if len(victims) > 4 else "")
+        parts.append(f"it explains the changes of {shown}")
+    if svc.own:
+        parts.append("nothing else explains its own change")
+    else:
+        sources = sorted({e.explained_by for e in svc.evidence if e.explained_by} or {"demand"})
+        parts.append(f"its changes are explained by {', '.join(sources)}")
+    parts.append(f"recommended action: {action}")
+    return "; ".join(parts) + "."
+
+
 def _fault_type(
-    service: str, evidence: list[Evidence], changes: Mapping[str, Sequence[float]]
+    service: str,
+    evidence: list[Evidence],
+    changes: Mapping[str, Sequence[float]],
+    leak_growth: float,
+    relative_floor: float,
 ) -> tuple[FaultType, str]:
-    """Fault type and its main metric, from which of the service's own metrics moved and how."""
+    """Fault type and its main metric, from which of the service's own metrics moved and how.
+
+    Errors and rollouts first (they name what users see); then the resource family whose rise
+    carries more evidence (log robust z), memory also when it grew to `leak_growth` times its level
+    (a process that fills memory usually burns cpu too); then latency alone.
+    """
     by_kind: dict[str, Evidence] = {}
     for e in sorted(evidence, key=lambda e: -abs(e.z)):
         by_kind.setdefault(e.kind, e)
@@ -711,7 +807,9 @@ def _fault_type(
             return "error_burst", err.metric
         return ("bad_rollout" if lat is not None and lat.z > 0 else "error_burst"), err.metric
     if mem is not None and mem.z > 0:
-        return "memory_leak", mem.metric
+        cpu_weight = cpu.weight(relative_floor) if cpu is not None and cpu.z > 0 else 0.0
+        if mem.weight(relative_floor) >= cpu_weight or 1.0 + mem.relative_change >= leak_growth:
+            return "memory_leak", mem.metric
     if cpu is not None and cpu.z > 0:
         return "cpu_saturation", cpu.metric
     if lat is not None and lat.z > 0:
@@ -719,11 +817,40 @@ def _fault_type(
     return "unknown", max(evidence, key=lambda e: abs(e.z)).metric
 
 
+def _reference_warnings(
+    scores: Mapping[str, Mapping[str, anomaly.SeriesScore]], start: float
+) -> tuple[str, ...]:
+    """What the reference before `start` could not support."""
+    all_scores = [s for metrics in scores.values() for s in metrics.values() if s.t.size]
+    short = [s for s in all_scores if not s.valid]
+    if not short:
+        return ()
+    need = anomaly.MIN_REFERENCE_SAMPLES
+    if len(short) == len(all_scores):
+        return (f"no series has {need} samples before t={start:.0f}s to compare with: nothing analysed",)
+    return (f"{len(short)} of {len(all_scores)} series have fewer than {need} samples before t={start:.0f}s",)
+
+
+def _ranks(scores: Sequence[float]) -> list[int]:
+    """Competition ranks of scores sorted best first: equal scores share a rank (1, 1, 3, ...)."""
+    out: list[int] = []
+    for i, s in enumerate(scores):
+        out.append(out[-1] if i and math.isclose(s, scores[i - 1], rel_tol=1e-9) else i + 1)
+    return out
+
+
+def _callers(callees: Mapping[str, set[str]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for caller, cs in callees.items():
+        for c in cs:
+            out.setdefault(c, set()).add(caller)
+    return out
+
+
 def _depths(callees: Mapping[str, set[str]]) -> dict[str, int]:
     """Shortest call depth from an entry point (a service that calls others and that nobody
     calls); services not reached (isolated, or in a cycle nobody enters) have no depth."""
     called = {c for cs in callees.values() for c in cs}
-    # Entry points call something and are called by nothing; an isolated service's depth is unknown.
     frontier = [n for n, cs in callees.items() if n not in called and cs]
     depth = dict.fromkeys(frontier, 0)
     while frontier:

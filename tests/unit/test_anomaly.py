@@ -272,3 +272,31 @@ def test_to_dict_is_json_safe_and_bounded() -> None:
     assert len(d["anomalies"]) == anomaly.MAX_REPORTED_ANOMALIES
     assert len(json.dumps(d)) < 20_000
     assert "svc-" in report.summary() and "(+27 more)" in report.summary()
+
+
+def test_scores_are_not_capped() -> None:
+    # A 2000-sigma step is reported as such: a cap made every large change look alike.
+    x = 50.0 + noise(16)
+    x[200:] += 2000.0
+    a = anomaly.detect({"svc": {"latency_ms": (T, x)}}, test_start=TEST_START).anomalies[0]
+    assert a.peak_z > 1000.0
+
+
+def test_a_constant_large_reference_is_its_own_baseline() -> None:
+    # A database's memory (431 MB) without a single change: rounding (1e-16 of the level) once
+    # made the robust fit weigh every sample as an outlier and expect ~0 bytes.
+    x = np.full(N, 431_562_752.0)
+    s = anomaly.score_series(T, x, reference_end=TEST_START, metric="memory_bytes")
+    assert s.expected[-1] == pytest.approx(431_562_752.0)
+    assert s.degenerate and float(np.max(np.abs(s.z))) < 1e-6
+
+
+def test_a_step_of_the_metrics_resolution_is_not_an_anomaly() -> None:
+    # A queue length around 3 (integer counts, mostly constant: MAD 0). One more item is one step
+    # of the metric's resolution, not 1 / (0.1 % of 3) = 333 sigma.
+    rng = np.random.default_rng(17)
+    x = 3.0 + (rng.random(N) < 0.1).astype(float)
+    x[200:] = 4.0
+    s = anomaly.score_series(T, x, reference_end=TEST_START, metric="queue_depth")
+    assert s.scale == pytest.approx(1.0)
+    assert anomaly.detect({"svc": {"queue_depth": (T, x)}}, test_start=TEST_START).anomalies == ()

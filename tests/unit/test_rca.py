@@ -246,3 +246,128 @@ def test_unexplained_anomaly_for_the_safety_validator() -> None:
     # Nothing active: nothing to freeze for.
     quiet = anomaly.detect(system("none", seed=10), test_start=ONSET - 300.0)
     assert not rca.unexplained_anomaly(quiet, None)
+
+
+# ---- defects found on the real Sock Shop injections (docs/benchmarks/rca.md) --------------------
+# A recording like Sock Shop's: 1 s samples, under five minutes of normal data, then the fault.
+
+SHORT_NORMAL = 290  # samples (s) before the fault
+SHORT = np.arange(SHORT_NORMAL + 280, dtype=float)
+
+
+def short_recording(
+    cpu_factor: dict[str, float], memory_factor: dict[str, float] | None = None, seed: int = 0
+) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Services with cpu (% of a core, 5 % noise) and memory (bytes, 0.05 % noise) that change by
+    the given factors at the fault; `memory_factor` services not listed keep their level."""
+    rng = np.random.default_rng(seed)
+    after = SHORT >= SHORT_NORMAL
+    out = {}
+    for name, factor in cpu_factor.items():
+        cpu = 1.0 * (1.0 + rng.normal(0.0, 0.05, SHORT.size)) * np.where(after, factor, 1.0)
+        mem_level = np.where(after, (memory_factor or {}).get(name, 1.0), 1.0) * 3e8
+        mem = mem_level * (1.0 + rng.normal(0.0, 0.0005, SHORT.size))
+        out[name] = {"cpu": (SHORT, cpu), "memory": (SHORT, mem)}
+    return out
+
+
+def analyze_short(
+    series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], graph: dict[str, list[str]] | None = None
+) -> rca.RCAResult:
+    """As the operator calls it: the window starts shortly before the fault."""
+    return rca.analyze(series, graph or {}, window=(float(SHORT_NORMAL - 10), float(SHORT[-1])))
+
+
+def test_a_short_normal_period_keeps_a_reference() -> None:
+    # The default lookback (300 s) reaches before the first sample: the old analysis ended the
+    # reference there and returned no cause at all, without a word.
+    series = short_recording({"carts": 60.0, "orders": 1.0, "user": 1.0})
+    result = rca.analyze(series, {}, onset=float(SHORT_NORMAL))
+    assert result.top is not None and result.top.service == "carts"
+    # At most half of the 290 s before the onset is lookback: the reference ends at 145 s.
+    assert result.reference_end == pytest.approx(SHORT_NORMAL / 2.0)
+
+
+def test_a_window_with_no_reference_says_so() -> None:
+    series = short_recording({"carts": 60.0, "orders": 1.0})
+    result = rca.analyze(series, {}, window=(0.0, float(SHORT[-1])))
+    assert result.causes == () and not result.confident
+    assert result.warnings and "samples before" in result.warnings[0]
+    assert result.to_dict()["warnings"] == list(result.warnings)
+
+
+def test_scores_are_not_capped_so_the_larger_change_wins() -> None:
+    # Both cpu steps are hundreds of sigma; with z capped at 100 they tied and the alphabetically
+    # first service (the smaller change) came first.
+    series = short_recording({"alpha": 20.0, "beta": 80.0, "gamma": 1.0})
+    report = anomaly.detect(series, test_start=float(SHORT_NORMAL - 10))
+    assert max(abs(a.peak_z) for a in report.anomalies) > 1000.0
+    result = analyze_short(series)
+    assert [c.service for c in result.causes[:2]] == ["beta", "alpha"]
+    assert result.causes[1].rank == 2
+
+
+def test_identical_evidence_is_an_honest_tie() -> None:
+    series = short_recording({"alpha": 50.0, "beta": 1.0})
+    series["beta"] = series["alpha"]  # the same series: nothing can tell the two apart
+    result = analyze_short(series)
+    assert [c.rank for c in result.causes[:2]] == [1, 1]
+    assert {c.service for c in result.tied} == {"alpha", "beta"}
+    assert not result.confident
+    assert "tied" in result.summary()
+
+
+def test_a_constant_reference_does_not_make_a_small_change_huge() -> None:
+    # A database's memory sits exactly still, then moves 3 % (a different recording, a cache
+    # warming): with the scale at 0.1 % of the level that was a 30-sigma change on every sample.
+    # The real fault is api's cpu, up 40 % against 5 % noise (~8 sigma).
+    series = short_recording({"api": 1.4, "web": 1.0})
+    db = np.where(SHORT >= SHORT_NORMAL, 1.03, 1.0) * 4e8
+    series["db"] = {"memory": (SHORT, db), "cpu": series["web"]["cpu"]}
+    result = analyze_short(series)
+    assert result.top is not None and result.top.service == "api"
+    db_cause = next(c for c in result.causes if c.service == "db")
+    assert db_cause.confidence <= 0.5  # rests only on a reference without variation
+
+
+def test_a_sick_callees_traffic_change_is_not_credited_to_its_caller() -> None:
+    # carts' cpu is hogged and its clients back off (its request rate falls); the front end's own
+    # cpu moves a little. Crediting the front end with carts' traffic change put it first.
+    series = short_recording({"carts": 60.0, "front-end": 1.3, "catalogue": 1.0})
+    rps = 20.0 * (1.0 + np.random.default_rng(5).normal(0.0, 0.03, SHORT.size))
+    series["carts"]["rps"] = (SHORT, np.where(SHORT >= SHORT_NORMAL, 0.5, 1.0) * rps)
+    graph = {"front-end": ["carts", "catalogue"]}
+    result = analyze_short(series, graph)
+    assert result.top is not None and result.top.service == "carts"
+    carts = next(c for c in result.causes if c.service == "carts")
+    assert not any("explained by front-end" in e for e in carts.evidence)
+
+
+def test_a_clear_single_fault_among_many_services_is_confident() -> None:
+    # Thirteen services, one with its cpu pinned: the old confidence (the top's share of every
+    # anomalous service's score) was never above one half here.
+    services = {f"svc-{i:02d}": 1.0 for i in range(12)}
+    series = short_recording({**services, "payment": 90.0}, seed=3)
+    for i in range(0, 12, 3):  # a few services' memory differs a little between recordings
+        t, mem = series[f"svc-{i:02d}"]["memory"]
+        series[f"svc-{i:02d}"]["memory"] = (t, mem * np.where(t >= SHORT_NORMAL, 0.9, 1.0))
+    result = analyze_short(series)
+    assert result.top is not None and result.top.service == "payment"
+    assert result.confident and result.top.confidence >= rca.CONFIDENT
+
+
+@pytest.mark.parametrize(
+    ("memory_factor", "fault_type"),
+    [
+        # A cpu hog whose process also takes some memory (+30 %): cpu carries the evidence.
+        (1.3, "cpu_saturation"),
+        # Memory tripled while cpu also pinned (a process filling memory spins too): a leak.
+        (3.0, "memory_leak"),
+    ],
+)
+def test_fault_type_follows_the_family_that_carries_the_evidence(
+    memory_factor: float, fault_type: str
+) -> None:
+    series = short_recording({"user": 70.0, "orders": 1.0}, {"user": memory_factor})
+    result = analyze_short(series)
+    assert result.top is not None and (result.top.service, result.top.fault_type) == ("user", fault_type)
