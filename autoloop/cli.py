@@ -58,27 +58,58 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return exporter.main(args.rest)
 
 
-def _read_loop(ref: str) -> dict[str, Any]:
-    """An OptimizationLoop by `namespace/name`, read with the current kubeconfig."""
+KINDS_BY_ALIAS: dict[str, tuple[str, bool]] = {
+    alias: (plural, namespaced)
+    for plural, namespaced, aliases in (
+        ("optimizationloops", True, ("oloop", "optimizationloop", "optimizationloops")),
+        ("resourceallocations", True, ("ralloc", "resourceallocation", "resourceallocations")),
+        ("maintenanceplans", False, ("mplan", "maintenanceplan", "maintenanceplans")),
+    )
+    for alias in aliases
+}
+
+
+def parse_ref(ref: str) -> tuple[str, str, str]:
+    """`[KIND/]NAMESPACE/NAME` (KIND defaults to oloop) or `mplan/NAME` -> (plural, namespace, name)."""
+    parts = ref.split("/")
+    plural, namespaced = "optimizationloops", True
+    if parts[0].lower() in KINDS_BY_ALIAS:
+        plural, namespaced = KINDS_BY_ALIAS[parts.pop(0).lower()]
+    want = 2 if namespaced else 1
+    if len(parts) != want or not all(parts):
+        form = "[oloop|ralloc]/NAMESPACE/NAME or mplan/NAME"
+        raise SystemExit(f"give the resource as {form}, got {ref!r}")
+    return plural, (parts[0] if namespaced else ""), parts[-1]
+
+
+def _read(ref: str) -> dict[str, Any]:
+    """A resource named by `parse_ref`'s forms, read with the current kubeconfig."""
     from kubernetes import client, config
 
-    namespace, _, name = ref.partition("/")
-    if not name:
-        raise SystemExit(f"give the loop as namespace/name, got {ref!r}")
+    plural, namespace, name = parse_ref(ref)
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    obj = client.CustomObjectsApi().get_namespaced_custom_object(
-        "autoloop.x0tta6bl4.io", "v1alpha1", namespace, "optimizationloops", name
-    )
+    api = client.CustomObjectsApi()
+    if namespace:
+        obj = api.get_namespaced_custom_object("autoloop.x0tta6bl4.io", "v1alpha1", namespace, plural, name)
+    else:
+        obj = api.get_cluster_custom_object("autoloop.x0tta6bl4.io", "v1alpha1", plural, name)
     return dict(obj)  # type: ignore[call-overload]
+
+
+def _read_loop(ref: str) -> dict[str, Any]:
+    """An OptimizationLoop by `namespace/name`."""
+    if parse_ref(ref)[0] != "optimizationloops":
+        raise SystemExit(f"analyze reads an OptimizationLoop, got {ref!r}")
+    return _read(ref)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from autoloop import report
 
-    print(report.explain(_read_loop(args.ref), decisions=args.decisions))
+    print(report.explain_any(_read(args.ref), decisions=args.decisions))
     return 0
 
 
@@ -134,8 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     crds.add_argument("--check", action="store_true", help="exit 1 if the files differ from the models")
     crds.set_defaults(fn=cmd_crds)
 
-    explain = sub.add_parser("explain", help="what a loop saw, proposed, validated and measured")
-    explain.add_argument("ref", help="namespace/name of an OptimizationLoop")
+    explain = sub.add_parser(
+        "explain", help="what a loop, an allocation or a plan saw, decided, validated and measured"
+    )
+    explain.add_argument(
+        "ref", help="NAMESPACE/NAME of an OptimizationLoop, ralloc/NAMESPACE/NAME, or mplan/NAME"
+    )
     explain.add_argument("--decisions", type=int, default=10, help="how many recent decisions to show")
     explain.set_defaults(fn=cmd_explain)
 

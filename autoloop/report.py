@@ -181,6 +181,99 @@ def explain(obj: dict[str, Any], *, decisions: int = 10, now: datetime | None = 
     return "\n".join(lines)
 
 
+def _conditions(status: dict[str, Any]) -> str:
+    return _table(
+        [["TYPE", "STATUS", "REASON", "MESSAGE"]]
+        + [
+            [c["type"], c["status"], c["reason"], c.get("message", "")[:90]]
+            for c in status.get("conditions", [])
+        ]
+    )
+
+
+def _header(obj: dict[str, Any]) -> list[str]:
+    meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status", {})
+    where = f"{meta['namespace']}/{meta.get('name')}" if meta.get("namespace") else str(meta.get("name"))
+    return [
+        f"{obj.get('kind')} {where}  mode={spec.get('mode', 'Recommend')}  phase={status.get('phase', '-')}",
+        f"message: {status.get('message', '-')}",
+        "",
+        "conditions:",
+        _conditions(status),
+        "",
+    ]
+
+
+def explain_allocation(obj: dict[str, Any]) -> str:
+    """What a ResourceAllocation decided for each workload, at what cost against its budget."""
+    spec, status = obj.get("spec", {}), obj.get("status", {})
+    budget = (spec.get("budget") or {}).get("maxCostPerHour")
+    cost = status.get("costPerHour")
+    solver = status.get("solver") or {}
+    lines = _header(obj)
+    lines.append(
+        f"cost: {human_value(cost, 'cost') if cost is not None else '-'} of a budget of "
+        f"{human_value(budget, 'cost') if budget is not None else '-'}; SLA score "
+        f"{status.get('slaScore', '-')}; solver {solver.get('name', '-')}"
+        + (f" in {solver['seconds']:.2f} s" if solver.get("seconds") is not None else "")
+        + (f", gap {solver['gap'] * 100:.2g} %" if solver.get("gap") is not None else "")
+    )
+    rows = [["WORKLOAD", "REPLICAS", "CPU / POD", "MEMORY / POD"]]
+    for a in status.get("allocations", []):
+        rows.append(
+            [
+                a["name"],
+                f"{a.get('currentReplicas', '?')} → {a['replicas']}",
+                f"{human_setting('cpu', a.get('currentCpu', '?'))} → {human_setting('cpu', a['cpu'])}",
+                f"{human_setting('memory', a.get('currentMemory', '?'))} → {human_setting('memory', a['memory'])}",
+            ]
+        )
+    lines += ["", "allocation (current → decided):", _table(rows) if len(rows) > 1 else "  none yet"]
+    return "\n".join(lines)
+
+
+def explain_plan(obj: dict[str, Any]) -> str:
+    """A MaintenancePlan's predictions, its schedule and what each node went through."""
+    status = obj.get("status", {})
+    lines = _header(obj)
+    lines.append(f"next window: {status.get('nextWindow', '-')}; solver {status.get('solver', '-')}")
+    risks = [
+        [r["node"], f"{r['probability'] * 100:.0f} %", "; ".join(r.get("reasons", []))[:80]]
+        for r in status.get("predictions", [])[:10]
+    ]
+    lines += [
+        "",
+        "predicted risk (riskiest first):",
+        _table([["NODE", "RISK", "WHY"], *risks]) if risks else "  none",
+    ]
+    slots = [[s["node"], s["start"], s["end"], s.get("reason", "")[:60]] for s in status.get("schedule", [])]
+    lines += [
+        "",
+        "schedule:",
+        _table([["NODE", "START", "END", "WHY"], *slots]) if slots else "  nothing scheduled",
+    ]
+    steps = [
+        [e["node"], e["step"], e.get("startedAt", "-"), str(e.get("evicted", 0)), e.get("message", "")[:60]]
+        for e in status.get("progress", [])
+    ]
+    lines += [
+        "",
+        "progress:",
+        _table([["NODE", "STEP", "STARTED", "EVICTED", "MESSAGE"], *steps]) if steps else "  no node started",
+    ]
+    return "\n".join(lines)
+
+
+def explain_any(obj: dict[str, Any], *, decisions: int = 10) -> str:
+    """`autoloop explain` for any of the three kinds."""
+    kind = obj.get("kind")
+    if kind == "ResourceAllocation":
+        return explain_allocation(obj)
+    if kind == "MaintenancePlan":
+        return explain_plan(obj)
+    return explain(obj, decisions=decisions)
+
+
 def analysis(obj: dict[str, Any], series: Mapping[str, Sequence[float]] | None = None) -> str:
     """The latest anomalies and root-cause ranking of a loop, with sparklines of the key series."""
     meta, status = obj.get("metadata", {}), obj.get("status", {})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+import pytest
+
 from autoloop import report
 
 LOOP = {
@@ -131,3 +133,65 @@ def test_human_units() -> None:
     assert report.human_value(12.5, "seconds") == "12.50 s"
     assert report.human_value(0.132, "cost") == "0.132/h"
     assert report.human_value(float("nan"), "seconds") == "nan"
+
+
+def test_explain_allocation_shows_each_workloads_change_and_cost_against_budget() -> None:
+    alloc = {
+        "kind": "ResourceAllocation",
+        "metadata": {"namespace": "shop", "name": "frontend"},
+        "spec": {"mode": "Auto", "budget": {"maxCostPerHour": 2.0}},
+        "status": {
+            "phase": "Allocated",
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Allocated", "message": "ok"}],
+            "costPerHour": 0.4213,
+            "slaScore": 1.0,
+            "solver": {"name": "CPSAT", "seconds": 0.031, "gap": 0.0},
+            "allocations": [
+                {
+                    "name": "web",
+                    "replicas": 3,
+                    "cpu": "250m",
+                    "memory": "256Mi",
+                    "currentReplicas": 4,
+                    "currentCpu": "1000m",
+                    "currentMemory": "512Mi",
+                }
+            ],
+        },
+    }
+    text = report.explain_any(alloc)
+    assert text.startswith("ResourceAllocation shop/frontend  mode=Auto")
+    assert "cost: 0.421/h of a budget of 2/h; SLA score 1.0; solver CPSAT in 0.03 s, gap 0 %" in text
+    assert "web       4 → 3     1 core → 0.25 cores  512Mi → 256Mi" in text
+
+
+def test_explain_plan_shows_risk_schedule_and_progress() -> None:
+    plan = {
+        "kind": "MaintenancePlan",
+        "metadata": {"name": "nightly"},
+        "spec": {"mode": "Auto"},
+        "status": {
+            "phase": "Maintaining",
+            "nextWindow": "2026-12-08T01:00:00Z",
+            "solver": "CPSAT",
+            "predictions": [{"node": "n1", "probability": 0.82, "reasons": ["disk full in 5 h"]}],
+            "schedule": [{"node": "n2", "start": "s", "end": "e", "reason": "risk 10 %"}],
+            "progress": [{"node": "n1", "step": "Draining", "startedAt": "t", "evicted": 2, "message": "m"}],
+        },
+    }
+    text = report.explain_any(plan)
+    assert text.startswith("MaintenancePlan nightly  mode=Auto  phase=Maintaining")  # cluster-scoped
+    assert "n1    82 %  disk full in 5 h" in text
+    assert "n2    s      e    risk 10 %" in text
+    assert "n1    Draining  t        2        m" in text
+
+
+def test_explain_refs() -> None:
+    from autoloop.cli import parse_ref
+
+    assert parse_ref("shop/web") == ("optimizationloops", "shop", "web")
+    assert parse_ref("ralloc/shop/frontend") == ("resourceallocations", "shop", "frontend")
+    assert parse_ref("mplan/nightly") == ("maintenanceplans", "", "nightly")
+    for bad in ("web", "mplan/ns/nightly", "ralloc/shop", "shop/"):
+        with pytest.raises(SystemExit):
+            parse_ref(bad)
