@@ -1,0 +1,218 @@
+"""The detector: scores every series, masks what load explains, turns alarms into anomalies.
+
+Owns: `AnomalyDetector` (its parameters, chosen for few false alarms), the entry point `detect`,
+and the optional multivariate check (IsolationForest over a service's z-vectors).
+Must never: fit baselines or date alarms itself (`scoring`, `alarms` do); it assembles them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from autoloop.engines.anomaly import alarms, demand, reports, robust, samples, scoring
+
+
+class AnomalyDetector:
+    """Per-series robust detector; parameters are chosen for few false alarms (see the package doc)."""
+
+    def __init__(
+        self,
+        *,
+        z_threshold: float = 6.0,
+        cusum_drift: float = 2.5,
+        cusum_limit: float = 20.0,
+        z_end: float = 2.0,
+        load_elasticity: float = 1.5,
+        memory_load_elasticity: float = 0.5,
+        z_load: float = 3.0,
+        seasonal_period_s: float = scoring.SECONDS_PER_DAY,
+        counters: Sequence[str] = (),
+        test_fraction: float = 0.25,
+        multivariate: bool = False,
+        random_state: int | None = 0,
+    ) -> None:
+        self.z_threshold = z_threshold
+        self.cusum_drift = cusum_drift
+        self.cusum_limit = cusum_limit
+        self.z_end = z_end
+        self.load_elasticity = load_elasticity
+        self.memory_load_elasticity = memory_load_elasticity
+        self.z_load = z_load
+        self.seasonal_period_s = seasonal_period_s
+        self.counters = counters
+        self.test_fraction = test_fraction
+        self.multivariate = multivariate
+        self.random_state = random_state
+
+    def score_service(
+        self, metrics: Mapping[str, samples.SeriesInput], *, reference_end: float
+    ) -> dict[str, scoring.SeriesScore]:
+        """Score every metric of one service against the same reference end."""
+        return self.score_all({"": metrics}, reference_end=reference_end)[""]
+
+    def score_all(
+        self, series: samples.ServiceSeries, *, reference_end: float
+    ) -> dict[str, dict[str, scoring.SeriesScore]]:
+        """Score every metric of every service (see `score_all`)."""
+        return scoring.score_all(
+            series, reference_end=reference_end, period_s=self.seasonal_period_s, counters=self.counters
+        )
+
+    def load_masks(self, scores: Mapping[str, scoring.SeriesScore]) -> dict[str, npt.NDArray[np.bool_]]:
+        """Per metric, the samples explained by the service's own load metric (if it has one)."""
+        loads = [s for s in scores.values() if s.kind == "load" and s.valid]
+        load = max(loads, key=lambda s: float(np.median(np.abs(s.x))) if s.x.size else 0.0, default=None)
+        return {
+            name: demand.load_explained(
+                s,
+                load,
+                elasticity=self.memory_load_elasticity if s.kind == "memory" else self.load_elasticity,
+                z_load=self.z_load,
+            )
+            for name, s in scores.items()
+        }
+
+    def detect(
+        self, series: samples.ServiceSeries, *, test_start: float | None = None
+    ) -> reports.DetectionReport:
+        """Anomalies from `test_start` (s) on, every earlier sample being the reference."""
+        t_min, t_max = samples.time_span(series)
+        if test_start is None:
+            test_start = t_max - self.test_fraction * (t_max - t_min)
+        found: list[reports.Anomaly] = []
+        all_scores = self.score_all(series, reference_end=test_start)
+        for service, scores in all_scores.items():
+            masks = self.load_masks(scores)
+            for name, s in scores.items():
+                if not s.valid or s.t.size < 2:
+                    continue
+                first = int(np.searchsorted(s.t, test_start))
+                for alarm in alarms.find_alarms(
+                    s.z,
+                    first=first,
+                    z_threshold=self.z_threshold,
+                    cusum_drift=self.cusum_drift,
+                    cusum_limit=self.cusum_limit,
+                    z_end=self.z_end,
+                    blocked=masks[name],
+                ):
+                    found.append(self._anomaly(service, s, alarm, load_alarm=s.kind == "load"))
+            if self.multivariate:
+                found.extend(self._multivariate(service, scores, test_start))
+        found.sort(key=lambda a: (not a.unexplained, -abs(a.peak_z)))
+        n_unexp = sum(a.unexplained for a in found)
+        text = (
+            f"{len(found)} anomalies since t={test_start:.0f}s ({n_unexp} not explained by load)"
+            if found
+            else f"no anomalies since t={test_start:.0f}s"
+        )
+        return reports.DetectionReport(tuple(found), float(test_start), float(t_max), text)
+
+    def _anomaly(
+        self, service: str, s: scoring.SeriesScore, alarm: alarms.Alarm, *, load_alarm: bool
+    ) -> reports.Anomaly:
+        stop = alarm.end if alarm.end is not None else s.z.size
+        seg = alarm.direction * s.z[alarm.start : stop]
+        k = alarm.start + int(np.argmax(seg))
+        peak_z = float(s.z[k])
+        expected = float(s.expected[k])
+        rel = (float(s.x[k]) - expected) / abs(expected) if abs(expected) > 1e-12 else 0.0
+        shape = alarms.classify_shape(s.z, alarm)
+        severity: Literal["warning", "critical"] = (
+            "critical" if abs(peak_z) >= 2 * self.z_threshold else "warning"
+        )
+        direction: Literal["up", "down"] = "up" if alarm.direction > 0 else "down"
+        why = [
+            f"{s.metric} went {direction} from ~{expected:.4g} to {float(s.x[k]):.4g}",
+            f"({peak_z:+.1f} robust sigma, {shape})",
+        ]
+        if load_alarm:
+            why.append("; this is demand, not a fault")
+        if s.degenerate:
+            why.append("; the reference was constant, so the score is uncertain")
+            severity = "warning"
+        return reports.Anomaly(
+            service=service,
+            metric=s.metric,
+            kind=s.kind,
+            direction=direction,
+            start=float(s.t[alarm.start]),
+            detected_at=float(s.t[alarm.detected]),
+            end=None if alarm.end is None else float(s.t[alarm.end]),
+            peak_z=peak_z,
+            expected=expected,
+            peak_value=float(s.x[k]),
+            relative_change=rel,
+            shape=shape,
+            severity=severity,
+            explained_by_load=load_alarm,
+            low_confidence=s.degenerate,
+            explanation=" ".join(why),
+        )
+
+    def _multivariate(
+        self, service: str, scores: Mapping[str, scoring.SeriesScore], test_start: float
+    ) -> list[reports.Anomaly]:
+        """IsolationForest over the joint z-vector of a service's metrics (needs three or more)."""
+        from sklearn.ensemble import IsolationForest
+
+        usable = [s for s in scores.values() if s.valid and s.t.size >= 2 * samples.MIN_REFERENCE_SAMPLES]
+        if len(usable) < 3:
+            return []
+        grid = usable[0].t
+        matrix = np.column_stack([np.interp(grid, s.t, robust.median3(s.z)) for s in usable])
+        ref = grid < test_start
+        if ref.sum() < 2 * samples.MIN_REFERENCE_SAMPLES or (~ref).sum() < 2:
+            return []
+        forest = IsolationForest(n_estimators=100, random_state=self.random_state).fit(matrix[ref])
+        ref_scores = forest.score_samples(matrix[ref])
+        # Rarer than every reference sample, three scrapes running: under the null each test point
+        # has odds 1/(n+1) of beating the reference minimum, so three in a row ~ 1/n^3.
+        low = forest.score_samples(matrix[~ref]) < float(ref_scores.min())
+        hits = np.flatnonzero(low[2:] & low[1:-1] & low[:-2])
+        if hits.size == 0:
+            return []
+        offset = int(ref.sum())
+        i = offset + int(hits[0]) + 2
+        return [_joint_shift(service, usable, grid, matrix, i)]
+
+
+def _joint_shift(
+    service: str,
+    usable: Sequence[scoring.SeriesScore],
+    grid: samples.FloatArray,
+    matrix: samples.FloatArray,
+    i: int,
+) -> reports.Anomaly:
+    """The multivariate anomaly detected at grid index `i`, named after its largest z."""
+    worst = int(np.argmax(np.abs(matrix[i])))
+    return reports.Anomaly(
+        service=service,
+        metric="*",
+        kind="other",
+        direction="up" if matrix[i, worst] > 0 else "down",
+        start=float(grid[i - 2]),
+        detected_at=float(grid[i]),
+        end=None,
+        peak_z=float(matrix[i, worst]),
+        expected=0.0,
+        peak_value=0.0,
+        relative_change=0.0,
+        shape="step",
+        severity="warning",
+        explained_by_load=False,
+        low_confidence=False,
+        explanation=f"joint shift of {len(usable)} metrics rarer than any reference sample; "
+        f"largest in {usable[worst].metric}",
+    )
+
+
+def detect(
+    series: samples.ServiceSeries, *, test_start: float | None = None, detector: AnomalyDetector | None = None
+) -> reports.DetectionReport:
+    """Detect anomalies per service and metric (see the package doc); `detector` sets the parameters."""
+    return (detector or AnomalyDetector()).detect(series, test_start=test_start)
