@@ -47,28 +47,31 @@ def server() -> Iterator[tuple[str, type[Canned]]]:
 
 
 def vector(*values: tuple[float, str]) -> bytes:
-    result = [{"metric": {"i": str(i)}, "value": [t, v]} for i, (t, v) in enumerate(values)]
+    """A vector answer; each sample stamped `age` seconds before now (the time of the call)."""
+    now = time.time()
+    result = [{"metric": {"i": str(i)}, "value": [now - age, v]} for i, (age, v) in enumerate(values)]
     return json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "reason"),
+    ("status", "answer", "reason"),
     [
-        (200, vector((time.time(), "NaN")), "NaN"),
-        (200, vector((time.time(), "+Inf")), "NaN"),
-        (200, vector(), "NoData"),
-        (200, vector((time.time(), "1"), (time.time(), "2")), "AmbiguousResult"),
-        (200, vector((time.time() - 3600, "1")), "Stale"),
+        (200, ((0.0, "NaN"),), "NaN"),
+        (200, ((0.0, "+Inf"),), "NaN"),
+        (200, (), "NoData"),
+        (200, ((0.0, "1"), (0.0, "2")), "AmbiguousResult"),
+        (200, ((3600.0, "1"),), "Stale"),
         (503, b"service unavailable", "PrometheusUnreachable"),  # after the client's retries
         (200, b'{"status": "success", "data": ', "QueryFailed"),
     ],
     ids=["nan", "inf", "empty", "two-series", "stale", "503", "garbage"],
 )
 def test_bad_answers_have_a_reason(
-    server: tuple[str, type[Canned]], status: int, body: bytes, reason: str
+    server: tuple[str, type[Canned]], status: int, answer: bytes | tuple[tuple[float, str], ...], reason: str
 ) -> None:
     url, canned = server
-    canned.status, canned.body = status, body
+    canned.status = status
+    canned.body = answer if isinstance(answer, bytes) else vector(*answer)
     with pytest.raises(MetricsUnavailable) as caught:
         PrometheusSource(url, timeout_seconds=2).instant("up")
     assert caught.value.reason == reason, caught.value.message
@@ -76,10 +79,10 @@ def test_bad_answers_have_a_reason(
 
 def test_a_fresh_single_sample_is_read(server: tuple[str, type[Canned]]) -> None:
     url, canned = server
-    canned.status, canned.body = 200, vector((time.time(), "0.25"))
+    canned.status, canned.body = 200, vector((0.0, "0.25"))
     assert PrometheusSource(url).instant("up") == 0.25
     # Asked for a past time, an answer stamped at that time is fresh.
-    canned.body = vector((1_000_000.0, "3"))
+    canned.body = vector((time.time() - 1_000_000.0, "3"))
     assert PrometheusSource(url).instant("up", at=1_000_000.0) == 3.0
 
 
