@@ -53,27 +53,65 @@ kubectl apply -k manifests/
 kubectl -n autoloop-system scale deployment/autoloop --replicas=0  # the operator runs from this checkout
 kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f -
 kubectl -n demo apply -f manifests/examples/workload.yaml
-kubectl -n demo apply -f manifests/examples/optimizationloop.yaml \
-  -f manifests/examples/resourceallocation.yaml -f manifests/examples/maintenanceplan.yaml
+kubectl -n demo apply -f manifests/examples/optimizationloop.yaml -f manifests/examples/resourceallocation.yaml
+kubectl apply -f manifests/examples/maintenanceplan.yaml  # cluster-scoped: no namespace
+# The demo's own workload and loop (dev/demo/): over-provisioned, in Auto, with short clocks so
+# it acts and is judged within minutes (the examples keep production-like clocks).
+kubectl -n demo apply -f dev/demo/checkout.yaml
 
 prom_url="http://127.0.0.1:${PROMETHEUS_PORT}"
 echo "Prometheus: $prom_url   operator metrics: http://127.0.0.1:18080/metrics"
 AUTOLOOP_PROMETHEUS_URL="$prom_url" "$PYTHON" -m autoloop.cli run --metrics-port 18080 --liveness-port 18081 \
-  >"$state/logs/operator-demo.log" 2>&1 &
+  --tick 1 >"$state/logs/operator-demo.log" 2>&1 &
 op=$!
-echo "operator pid $op, log $state/logs/operator-demo.log; waiting for the first passes..."
-sleep 20
-if ! kill -0 "$op" 2>/dev/null; then
-  echo "demo: the operator exited; the end of its log:" >&2
-  tail -n 30 "$state/logs/operator-demo.log" >&2 || true
-  exit 1
-fi
-kubectl -n demo get autoloop
-kubectl -n demo get oloop -o wide
-"$PYTHON" -m autoloop.cli explain demo/web || true
-kubectl -n demo describe oloop web | sed -n '/^Events:/,$p'
-echo "Every 20 s (Ctrl-C stops the operator; the cluster stays up):"
-while sleep 20; do
-  kubectl -n demo get autoloop || true
-  "$PYTHON" -m autoloop.cli explain demo/web --decisions 3 | tail -n 12 || true
+echo "operator pid $op, log $state/logs/operator-demo.log"
+
+scene() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+explain() { "$PYTHON" -m autoloop.cli explain "$@" || true; }
+# wait_for SECONDS WHAT CMD...: poll CMD every 2 s (a dot each time) until it succeeds.
+wait_for() {
+  local limit="$1" what="$2" t0
+  shift 2
+  t0=$(date +%s)
+  printf 'waiting for %s ' "$what"
+  until "$@" >/dev/null 2>&1; do
+    if ! kill -0 "$op" 2>/dev/null; then
+      echo; echo "demo: the operator exited; the end of its log:" >&2
+      tail -n 30 "$state/logs/operator-demo.log" >&2 || true
+      exit 1
+    fi
+    if (($(date +%s) - t0 > limit)); then echo " not within ${limit}s (going on)"; return 1; fi
+    printf '.'
+    sleep 2
+  done
+  echo " $(($(date +%s) - t0))s"
+}
+has_decision() { kubectl -n demo get oloop checkout -o jsonpath='{.status.decisions[*].action}' | grep -qw "$1"; }
+# condition_true RESOURCE TYPE [KUBECTL ARGS...]: the resource's condition TYPE is True.
+condition_true() {
+  [[ "$(kubectl "${@:3}" get "$1" -o jsonpath="{.status.conditions[?(@.type==\"$2\")].status}")" == True ]]
+}
+
+scene "1/4  A loop in Auto changes its workload: checkout runs 6 pods x 1 core for 0.8 cores of work"
+wait_for 180 "an applied change" has_decision Applied || true
+kubectl -n demo get deployment checkout -o wide
+explain demo/checkout --decisions 3
+
+scene "2/4  A bad release: every request now needs 4x the CPU; the change it followed is rolled back"
+kubectl -n demo annotate deployment checkout --overwrite sim.autoloop.x0tta6bl4.io/cpu-per-request=0.04
+wait_for 240 "the rollback" condition_true oloop/checkout RolledBack -n demo || true
+explain demo/checkout --decisions 3
+
+scene "3/4  A ResourceAllocation shares the node pool between the frontend workloads"
+wait_for 60 "an allocation" condition_true ralloc/frontend Ready -n demo || true
+explain ralloc/demo/frontend
+
+scene "4/4  A MaintenancePlan (cluster-scoped) predicts node failures and schedules maintenance"
+wait_for 60 "a schedule" condition_true mplan/nightly Ready || true
+explain mplan/nightly
+
+scene "Everything, every 20 s (Ctrl-C stops the operator; the cluster stays up)"
+while true; do
+  kubectl -n demo get autoloop || true  # the category lists the cluster-scoped plans too
+  sleep 20
 done
