@@ -205,28 +205,3 @@ def read_plan_status(
     """The resource's resourceVersion and status, fresh from the apiserver."""
     obj = kube.read_resource(clients, plural=plural, namespace=namespace, name=name)
     return str(obj["metadata"]["resourceVersion"]), dict(obj.get("status") or {})
-
-
-def write_status_if_unchanged(
-    clients: kube.Clients,
-    *,
-    plural: str,
-    namespace: str,
-    name: str,
-    status: dict[str, Any],
-    resource_version: str,
-) -> str:
-    """Merge-patch status only if nobody wrote the resource since `resource_version` (else kube.Conflict).
-
-    Two operator replicas (a rolling update, a second instance) must not both act on one node:
-    the resourceVersion in the patch makes the apiserver refuse the second writer with 409.
-    Returns the new resourceVersion.
-    """
-    body = {"metadata": {"resourceVersion": resource_version}, "status": status}
-    try:
-        obj = kube.merge_patch_status(clients, plural=plural, namespace=namespace, name=name, body=body)
-    except ApiException as exc:
-        if exc.status == 409:
-            raise kube.Conflict(f"{kube.object_key(namespace, name)} changed under us") from exc
-        raise
-    return str(obj["metadata"]["resourceVersion"])

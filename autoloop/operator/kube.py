@@ -354,13 +354,36 @@ def merge_patch_status(
     return cast(dict[str, Any], obj)
 
 
-def patch_status(clients: Clients, *, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
-    """Merge-patch the status subresource of one of our resources."""
+def patch_status(
+    clients: Clients,
+    *,
+    plural: str,
+    namespace: str,
+    name: str,
+    status: dict[str, Any],
+    resource_version: str | None = None,
+) -> str | None:
+    """Merge-patch the status subresource of one of our resources; the new resourceVersion.
+
+    With `resource_version` the write is conditional: if anyone wrote the resource since that
+    version (another replica, a user's edit, or a pass computed from kopf's cache while its watch
+    was still catching up after an apiserver restart), the apiserver answers 409 and this raises
+    Conflict, so a decision made from a stale status is never recorded or acted on. A resource
+    deleted meanwhile gives None (unconditional) or Conflict (conditional: it changed under us).
+    """
+    body: dict[str, Any] = {"status": status}
+    if resource_version:
+        body["metadata"] = {"resourceVersion": resource_version}
     try:
-        merge_patch_status(clients, plural=plural, namespace=namespace, name=name, body={"status": status})
+        obj = merge_patch_status(clients, plural=plural, namespace=namespace, name=name, body=body)
     except ApiException as exc:
+        if exc.status == 409 or (exc.status == 404 and resource_version):
+            raise Conflict(
+                f"{object_key(namespace, name)} changed since resourceVersion {resource_version}"
+            ) from exc
         if exc.status == 404:
-            return  # deleted meanwhile: nothing to report on
+            return None  # deleted meanwhile: nothing to report on
         if exc.status == 422:
             raise StatusRejected(str(exc.body)[:2000]) from exc
         raise
+    return str(obj.get("metadata", {}).get("resourceVersion") or "") or None

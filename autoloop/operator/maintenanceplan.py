@@ -215,18 +215,21 @@ class Executor:
             version, stored = fresh_progress(self.p, self.clients)
             if [e.wire() for e in stored] != self.stored:
                 raise kube.Conflict("progress was changed by another writer")
+            written = {"progress": wanted, "inProgress": self.p.status.in_progress}
             try:
-                draining.write_status_if_unchanged(
+                new_version = kube.patch_status(
                     self.clients,
                     plural=PLURAL,
                     namespace=self.p.namespace,
                     name=self.p.name,
-                    status={"progress": wanted, "inProgress": self.p.status.in_progress},
+                    status=written,
                     resource_version=version,
                 )
             except kube.Conflict:
                 continue
             self.stored = wanted
+            self.p.resource_version = new_version or version
+            self.p.written.update(written)
             return
         raise kube.Conflict(f"status kept changing over {SAVE_ATTEMPTS} attempts")
 

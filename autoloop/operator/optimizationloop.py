@@ -294,8 +294,7 @@ def apply_decision(p: LoopPass, clients: kube.Clients, workload: kube.Workload, 
         "decisions": [d.wire() for d in p.status.decisions],
         "engineState": p.status.engine_state,
     }
-    kube.patch_status(clients, plural=PLURAL, namespace=p.namespace, name=p.name, status=intent)
-    p.written.update(intent)
+    p.write_intent(clients, intent)
     proposed = Settings.model_validate(decision.proposed)
     owner = kube.manager_id(KIND, p.namespace, p.name)
     patch_target(clients, workload, proposed, decision_id=decision.id, owner=owner)

@@ -550,13 +550,7 @@ def act(
         if action == "Applied":
             # Intent before act: the decision is in status before the workload changes; the
             # annotation on the workload confirms it (a restart re-derives the allocation anyway).
-            kube.patch_status(
-                clients,
-                plural=PLURAL,
-                namespace=p.namespace,
-                name=p.name,
-                status={"decisions": [x.wire() for x in p.status.decisions]},
-            )
+            p.write_intent(clients, {"decisions": [x.wire() for x in p.status.decisions]})
             owner = kube.manager_id(KIND, p.namespace, p.name)
             patch_target(clients, w, proposed, decision_id=decision.id, owner=owner)
             changed += 1

@@ -58,6 +58,24 @@ class Pass(Generic[R, S]):
     written: dict[str, Any] = field(default_factory=dict)
     """Status keys already written during the pass (an intent record before acting): the final
     patch is computed against them, or a key cleared after acting would stay set."""
+    plural: str = ""
+    resource_version: str = ""
+    """Of the object the pass was computed from; every status write of the pass is conditional on
+    it (and moves it on), so a pass computed from a stale cache writes and does nothing."""
+
+    def write_intent(self, clients: kube.Clients, status: dict[str, Any]) -> None:
+        """Record `status` keys before acting on them: kube.Conflict if the resource changed since
+        the pass read it (then nothing may be acted on; the next pass starts from fresh data)."""
+        version = kube.patch_status(
+            clients,
+            plural=self.plural,
+            namespace=self.namespace,
+            name=self.name,
+            status=status,
+            resource_version=self.resource_version or None,
+        )
+        self.resource_version = version or self.resource_version
+        self.written.update(status)
 
     def condition(
         self, type: str, status: str, reason: str, message: str, *, event: str | None = None
@@ -165,6 +183,8 @@ def make_reconciler(
             now=now,
             status=current,
             annotations=dict(meta.get("annotations") or {}),
+            plural=kind.PLURAL,  # type: ignore[attr-defined]
+            resource_version=str(meta.get("resourceVersion") or ""),
         )
         if resource is None or problems:
             message = "; ".join(problems)
@@ -215,19 +235,32 @@ def make_reconciler(
         )
         # The status is written here rather than through kopf's patch: kopf applies that patch
         # after the handler, and a refused patch there stops the object's timer for good.
-        plural: str = kind.PLURAL  # type: ignore[attr-defined]
         try:
-            kube.patch_status(
-                memo.clients,
-                plural=plural,
-                namespace=namespace,
-                name=name,
-                status=status_patch(p.status, {**previous, **p.written}),
+            p.resource_version = (
+                kube.patch_status(
+                    memo.clients,
+                    plural=p.plural,
+                    namespace=namespace,
+                    name=name,
+                    status=status_patch(p.status, {**previous, **p.written}),
+                    resource_version=p.resource_version or None,
+                )
+                or p.resource_version
             )
         except kube.StatusRejected as exc:
             telemetry.RECONCILES.labels(kind=kind_name, result="status-rejected").inc()
             kopf.event(body, type="Warning", reason="StatusRejected", message=str(exc)[:1000])
             raise kopf.TemporaryError(f"status write refused: {exc}", delay=60) from exc
+        except kube.Conflict as exc:
+            # Computed from a status that is no longer the stored one (kopf's cache behind the
+            # apiserver, or someone wrote meanwhile): dropped, the next tick starts from the new
+            # one. Events are still posted when the pass acted (its intent was written).
+            logger.info(
+                "status of %s not written: %s; the next pass re-reads", kube.object_key(namespace, name), exc
+            )
+            result = "conflict"
+            if not p.written:
+                p.events.clear()
         for type_, reason, message in p.events:
             kopf.event(body, type=type_, reason=reason, message=message)
         telemetry.RECONCILES.labels(kind=kind_name, result=result).inc()
