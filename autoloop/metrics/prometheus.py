@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -29,8 +30,11 @@ class PrometheusSource:
         *,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
+        on_query: Callable[[], None] | None = None,
     ) -> None:
         self.url = url
+        self.on_query = on_query
+        """Called once per query sent (the operator counts them in its /metrics)."""
         self.timeout_seconds = timeout_seconds
         self.max_age_seconds = max_age_seconds
         # One quick retry of a 5xx/429 answer: the next pass retries anyway, and the client's own
@@ -39,6 +43,8 @@ class PrometheusSource:
         self._client = PrometheusConnect(url=url, disable_ssl=True, retry=retry, timeout=timeout_seconds)
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.on_query is not None:
+            self.on_query()
         try:
             return fn(*args, **kwargs)
         except PrometheusApiClientException as exc:

@@ -6,6 +6,8 @@ operator can tell whether a recorded decision reached the target (intent, act, c
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
@@ -44,8 +46,11 @@ class Clients:
     autoscaling: client.AutoscalingV2Api
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None) -> Clients:
-        """In-cluster ServiceAccount, else KUBECONFIG; or the given kubeconfig file."""
+    def connect(
+        cls, kubeconfig: str | None = None, *, on_request: Callable[[str, int], None] | None = None
+    ) -> Clients:
+        """In-cluster ServiceAccount, else KUBECONFIG; or the given kubeconfig file. `on_request`
+        is called with the verb and the request body's size for every call the handlers make."""
         if kubeconfig:
             api = config.new_client_from_config(config_file=kubeconfig)
         else:
@@ -54,6 +59,8 @@ class Clients:
             except config.ConfigException:
                 config.load_kube_config()
             api = client.ApiClient()
+        if on_request is not None:
+            count_requests(api, on_request)
         return cls(
             api=api,
             core=client.CoreV1Api(api),
@@ -62,6 +69,19 @@ class Clients:
             custom=client.CustomObjectsApi(api),
             autoscaling=client.AutoscalingV2Api(api),
         )
+
+
+def count_requests(api: client.ApiClient, on_request: Callable[[str, int], None]) -> None:
+    """Wrap the client's REST layer so each request is reported (verb, body bytes as sent)."""
+    rest = api.rest_client
+    send = rest.request
+
+    def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        body = kwargs.get("body", args[1] if len(args) > 1 else None)
+        on_request(method.upper(), len(json.dumps(body)) if body is not None else 0)
+        return send(method, url, *args, **kwargs)
+
+    rest.request = counted  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import MaxRetryError
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +139,10 @@ class LeaderElector:
         while not self._stop.is_set():
             try:
                 self.try_once()
+            except (ApiException, MaxRetryError, OSError) as exc:
+                # The apiserver unreachable or refusing (a restart, RBAC not yet synced): a state
+                # to report, not a bug; is_leader() lapses on its own past the renew deadline.
+                logger.warning("leader election step failed: %s", getattr(exc, "reason", None) or exc)
             except Exception:  # never let the election thread die: log, retry
                 logger.exception("leader election step failed")
             leader = self.is_leader()

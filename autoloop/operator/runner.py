@@ -51,7 +51,7 @@ def run(settings: OperatorSettings) -> None:
     """Block running the operator until it is stopped."""
     settings.validate()
     telemetry.serve(settings.metrics_port)
-    clients = kube.Clients.connect()
+    clients = kube.Clients.connect(on_request=telemetry.api_request)
     leader: LeaderElector | AlwaysLeader = AlwaysLeader()
     if settings.leader_election:
         leader = LeaderElector(client.CoordinationV1Api(clients.api), namespace=settings.lease_namespace())
@@ -65,6 +65,7 @@ def run(settings: OperatorSettings) -> None:
             settings.prometheus_url,
             timeout_seconds=settings.prometheus_timeout_seconds,
             max_age_seconds=settings.stale_after_seconds,
+            on_query=telemetry.PROMETHEUS_QUERIES.inc,
         ),
         refits=BackgroundRefits(),
         histories=HistoryCache(),

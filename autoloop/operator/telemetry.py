@@ -123,6 +123,22 @@ NODE_FAILURE_RISK = Gauge(
     ["plan", "node"],
 )
 
+APISERVER_REQUESTS = Counter(
+    "autoloop_apiserver_requests_total",
+    "Requests the reconcile passes sent to the kube-apiserver (kopf's own watches and Events aside).",
+    ["verb"],
+)
+APISERVER_REQUEST_BYTES = Counter(
+    "autoloop_apiserver_request_bytes_total", "Bytes of request bodies sent to the kube-apiserver.", ["verb"]
+)
+PROMETHEUS_QUERIES = Counter("autoloop_prometheus_queries_total", "PromQL queries sent to Prometheus.")
+PASS_LAG = Histogram(
+    "autoloop_pass_lag_seconds",
+    "How late a periodic pass started after it was due (last run + interval).",
+    ["kind"],
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
+)
+
 METRICS: Final[tuple[MetricWrapperBase, ...]] = (
     RECONCILES,
     STEP_SECONDS,
@@ -137,6 +153,10 @@ METRICS: Final[tuple[MetricWrapperBase, ...]] = (
     ALLOCATION_BUDGET,
     MAINTENANCE_NODES,
     NODE_FAILURE_RISK,
+    APISERVER_REQUESTS,
+    APISERVER_REQUEST_BYTES,
+    PROMETHEUS_QUERIES,
+    PASS_LAG,
 )
 """Every metric the operator exports (the dashboard may use only these)."""
 
@@ -303,3 +323,9 @@ def register_cleanup(registry: kopf.OperatorRegistry, plural: str, kind: str) ->
 def serve(port: int, registry: CollectorRegistry = REGISTRY) -> None:
     """Start the /metrics endpoint in a daemon thread."""
     start_http_server(port, addr="0.0.0.0", registry=registry)
+
+
+def api_request(verb: str, body_bytes: int) -> None:
+    """kube.Clients' request hook."""
+    APISERVER_REQUESTS.labels(verb=verb).inc()
+    APISERVER_REQUEST_BYTES.labels(verb=verb).inc(body_bytes)

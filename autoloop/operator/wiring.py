@@ -102,16 +102,22 @@ WAITING_RETRY: Final = timedelta(seconds=15)
 not only after its full interval."""
 
 
-def is_due(status: StatusBase, *, interval: str, generation: int, now: datetime) -> bool:
-    """A pass runs when the spec changed since the last one, or when the interval has elapsed
-    (sooner while the resource is waiting or its last pass failed)."""
+def due_at(status: StatusBase, *, interval: str, generation: int) -> datetime | None:
+    """When the next periodic pass is due; None when one is due at once (a new spec, or never run)."""
     if status.observed_generation != generation or status.last_run_time is None:
-        return True
+        return None
     last = datetime.fromisoformat(status.last_run_time.replace("Z", "+00:00"))
     period = parse_duration(interval)
     if status.phase in ("Waiting", "Error"):
         period = min(period, WAITING_RETRY)
-    return now - last >= period - timedelta(milliseconds=500)
+    return last + period - timedelta(milliseconds=500)
+
+
+def is_due(status: StatusBase, *, interval: str, generation: int, now: datetime) -> bool:
+    """A pass runs when the spec changed since the last one, or when the interval has elapsed
+    (sooner while the resource is waiting or its last pass failed)."""
+    at = due_at(status, interval=interval, generation=generation)
+    return at is None or now >= at
 
 
 def status_patch(status: StatusBase, previous: dict[str, Any]) -> dict[str, Any]:
@@ -173,8 +179,11 @@ def make_reconciler(
         else:
             problems = spec_problems(resource, namespace)
         interval = getattr(resource.spec, "interval", "1m") if resource is not None else "1m"  # type: ignore[attr-defined]
-        if not is_due(current, interval=interval, generation=generation, now=now):
+        due = due_at(current, interval=interval, generation=generation)
+        if due is not None and now < due:
             return
+        if due is not None:
+            telemetry.PASS_LAG.labels(kind=kind_name).observe((now - due).total_seconds())
         p: Pass[R, S] = Pass(
             resource=resource if resource is not None else kind.model_construct(),  # type: ignore[arg-type]
             namespace=namespace,

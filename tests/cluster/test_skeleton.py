@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,6 +201,19 @@ def test_operator_metrics_and_rbac(control_plane: Any, namespace: str, operator:
         what="autoloop_reconcile_total on /metrics",
     )
     assert "autoloop_step_duration_seconds_bucket" in text
+    # What the scale bench reads: the passes' apiserver requests (with bytes sent) and PromQL queries.
+    text = opp.wait_until(
+        lambda: (
+            lambda m: (
+                m if re.search(r'^autoloop_apiserver_requests_total\{verb="PATCH"\} [1-9]', m, re.M) else None
+            )
+        )(operator.metrics()),
+        timeout=60,
+        what="PATCH requests counted",
+    )
+    assert re.search(r'^autoloop_apiserver_request_bytes_total\{verb="PATCH"\} [1-9]', text, re.M)
+    assert re.search(r'^autoloop_apiserver_requests_total\{verb="GET"\} [1-9]', text, re.M)
+    assert re.search(r"^autoloop_prometheus_queries_total [1-9]", text, re.M)
     sa = "system:serviceaccount:autoloop-system:autoloop"
 
     def can(*args: str) -> bool:
