@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from typing import Any, Final
 import yaml
 
 from autoloop.operator import kube
+from bench._operator import launch_operator
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 DEV: Final = ROOT / "dev"
@@ -37,12 +37,6 @@ GRACEFUL_STOP_S: Final = 30.0
 HEALTHZ_TIMEOUT_S: Final = 120.0
 REQUEST_TIMEOUT: Final = (5.0, 20.0)
 """(connect, read) seconds of every API call the soak makes."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ports() -> dict[str, int]:
@@ -242,34 +236,10 @@ class OperatorRunner:
             if self._process is not None and self._process.poll() is None:
                 return
             kubeconfig = self.cluster.operator_kubeconfig(self.token, self.workdir / "operator.kubeconfig")
-            metrics, liveness = free_port(), free_port()
-            env = {
-                **os.environ,
-                "KUBECONFIG": str(kubeconfig),
-                "AUTOLOOP_PROMETHEUS_URL": self.cluster.prometheus_url(),
-                "PYTHONUNBUFFERED": "1",
-            }
             log = self.workdir / f"operator-{len(self.incarnations):03d}.log"
-            with log.open("wb") as out:
-                self._process = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "autoloop.cli",
-                        "run",
-                        "--metrics-port",
-                        str(metrics),
-                        "--liveness-port",
-                        str(liveness),
-                        "--tick",
-                        str(self.tick),
-                    ],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            self.liveness_url = f"http://127.0.0.1:{liveness}/healthz"
+            launched = launch_operator(kubeconfig, self.cluster.prometheus_url(), log, tick=self.tick)
+            self._process = launched.process
+            self.liveness_url = launched.healthz_url
             self.incarnations.append(Incarnation(pid=self._process.pid, started=time.time(), log=log))
 
     def _end(self, how: str) -> None:

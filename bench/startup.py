@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ import numpy as np
 from kubernetes import watch
 
 from autoloop.operator import kube
+from bench._operator import launch_operator
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 DEV: Final = ROOT / "dev"
@@ -41,12 +41,6 @@ GROUP, VERSION = "autoloop.x0tta6bl4.io", "v1alpha1"
 FULL_LOOPS: Final = 30
 QUICK_LOOPS: Final = 8
 READY_TIMEOUT_S: Final = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _ports() -> dict[str, str]:
@@ -80,35 +74,15 @@ def control_plane_up(*, restart: bool) -> float:
 
 def start_operator(kubeconfig: Path, log: Path) -> tuple[subprocess.Popen[bytes], float]:
     """`autoloop run` with its defaults; the seconds until /healthz answers."""
-    port, liveness = _free_port(), _free_port()
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(kubeconfig),
-        "AUTOLOOP_PROMETHEUS_URL": f"http://127.0.0.1:{_ports()['PROMETHEUS_PORT']}",
-    }
+    prometheus = f"http://127.0.0.1:{_ports()['PROMETHEUS_PORT']}"
     t0 = time.monotonic()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "autoloop.cli",
-                "run",
-                "--metrics-port",
-                str(port),
-                "--liveness-port",
-                str(liveness),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    launched = launch_operator(kubeconfig, prometheus, log)
+    process = launched.process
     while True:
         if process.poll() is not None:
             raise SystemExit(f"the operator exited with {process.returncode}; see {log}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{liveness}/healthz", timeout=1) as r:
+            with urllib.request.urlopen(launched.healthz_url, timeout=1) as r:
                 if r.status == 200:
                     return process, time.monotonic() - t0
         except OSError:

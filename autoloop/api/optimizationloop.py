@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import zlib
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -9,6 +12,7 @@ from pydantic import ConfigDict, Field
 
 from autoloop.api.common import (
     ApiModel,
+    Decision,
     Duration,
     Mode,
     Quantity,
@@ -238,6 +242,12 @@ class Recommendation(ApiModel):
 
 
 class OptimizationLoopStatus(StatusBase):
+    DECISIONS_BUDGET_BYTES: ClassVar[int] = 2500
+    """Every status write goes to every watcher of the kind: the history in status is bounded by
+    size. The newest decision is kept whole; older ones keep what they saw, proposed, measured and
+    the rules that failed. The whole trail is in the Events (one per decision) and /metrics."""
+    ANOMALIES_KEPT: ClassVar[int] = 5
+
     current: Settings | None = None
     baseline: Settings | None = Field(default=None, description="Settings when the loop first ran.")
     baseline_observed: dict[str, float] = Field(
@@ -266,9 +276,47 @@ class OptimizationLoopStatus(StatusBase):
     )
     engine_state: dict[str, Any] | None = Field(
         default=None,
-        description="The loop engine's bounded state (history, learned estimates, clocks).",
+        description="The loop engine's bounded state (history, learned estimates, clocks): `z` holds "
+        "its JSON, zlib-compressed, in base64.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
+
+    def record(self, decision: Decision) -> None:
+        """Append a decision; older ones are compacted, and dropped oldest first past the budget."""
+        kept = [*(compact_decision(d) for d in self.decisions), decision][-self.HISTORY_LIMIT :]
+        while len(kept) > 1 and len(json.dumps([d.wire() for d in kept])) > self.DECISIONS_BUDGET_BYTES:
+            kept.pop(0)
+        self.decisions = kept
+
+
+def compact_decision(d: Decision) -> Decision:
+    """A decision as history keeps it: the rules that failed (passing ones go without saying) and
+    the first 300 characters of its explanation."""
+    return d.model_copy(
+        update={"verdicts": [v for v in d.verdicts if not v.passed], "explanation": d.explanation[:300]}
+    )
+
+
+def pack_engine_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The engine state as status stores it: its JSON zlib-compressed, base64, under `z`."""
+    raw = json.dumps(state, separators=(",", ":")).encode()
+    return {"z": base64.b64encode(zlib.compress(raw, 9)).decode()}
+
+
+def unpack_engine_state(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """The engine state from status (ValueError if `z` is not what pack_engine_state wrote); a
+    state written uncompressed by an older operator is read as it is."""
+    if not stored:
+        return {}
+    if "z" not in stored:
+        return stored
+    try:
+        state = json.loads(zlib.decompress(base64.b64decode(str(stored["z"]), validate=True)))
+    except (zlib.error, ValueError) as exc:
+        raise ValueError(f"engineState.z is not a compressed engine state: {exc}") from exc
+    if not isinstance(state, dict):
+        raise ValueError("engineState.z does not hold an object")
+    return state
 
 
 class OptimizationLoop(ApiModel):

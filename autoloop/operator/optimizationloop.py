@@ -31,6 +31,8 @@ from autoloop.api.optimizationloop import (
     OptimizationLoopStatus,
     Recommendation,
     Settings,
+    pack_engine_state,
+    unpack_engine_state,
 )
 from autoloop.engines import anomaly, rca, recommend, safety, usage_loop
 from autoloop.engines import loop as engine
@@ -439,19 +441,28 @@ def detect_anomalies(p: LoopPass, source: MetricSource) -> bool:
     ongoing = [float(a["start"]) for a in p.status.anomalies if a.get("end") is None and "start" in a]
     test_start = min([max(end - TEST_WINDOW_SECONDS, first + (end - first) / 2), *ongoing])
     report = anomaly.detect(series, test_start=test_start)
-    p.status.anomalies = list(report.to_dict()["anomalies"])
+    found = report.to_dict()["anomalies"]  # ongoing first: their starts keep the reference clean
+    p.status.anomalies = sorted(found, key=lambda a: a.get("end") is not None)[: p.status.ANOMALIES_KEPT]
     result: rca.RCAResult | None = None
     if report.active:
         result = rca.analyze(series, {target: services[1:]}, window=(test_start, end))
         previous_causes = (p.status.analysis or {}).get("causes") or [{}]
         previous_top = previous_causes[0].get("service")
-        p.status.analysis = result.to_dict()
+        p.status.analysis = bounded_analysis(result.to_dict())
         if result.top is not None and result.top.service != previous_top:
             p.event("Warning", "RootCause", result.summary()[:1000])
         p.condition("AnomalyDetected", "True", "Active", report.summary()[:1000])
     else:
         p.condition("AnomalyDetected", "False", "None", "no active anomaly")
     return rca.unexplained_anomaly(report, result) if loop.spec.safety.freeze_on_anomaly else False
+
+
+def bounded_analysis(analysis: dict[str, Any], causes: int = 3, evidence: int = 3) -> dict[str, Any]:
+    """The root-cause analysis as status keeps it: the top causes, each with its strongest evidence."""
+    top = [
+        {**c, "evidence": list(c.get("evidence", []))[:evidence]} for c in analysis.get("causes", [])[:causes]
+    ]
+    return {**analysis, "causes": top}
 
 
 def run_strategic_refit(
@@ -642,13 +653,13 @@ def decide(
         pdb=pdb_status(clients, p.namespace, workload),
     )
     try:
-        state = engine.LoopState.model_validate(p.status.engine_state or {})
-    except ValidationError:
+        state = engine.LoopState.model_validate(unpack_engine_state(p.status.engine_state))
+    except (ValidationError, ValueError):
         state = engine.LoopState()  # an unreadable state (older version) restarts learning, safely
     state = run_strategic_refit(p, config, state, refits)
     with telemetry.timed_step(KIND, "decide"):
         d, state = engine.LoopEngine().step(config, state, observation, p.now.timestamp())
-    p.status.engine_state = state.model_dump(mode="json")
+    p.status.engine_state = pack_engine_state(state.model_dump(mode="json"))
     p.status.model_version = f"response-model-v{state.model.version}"
     for recorded in p.status.decisions:  # measured outcomes arrive on later passes
         measured = next((e.explanation.measured for e in state.decisions if e.id == recorded.id), None)

@@ -7,9 +7,7 @@ every call it makes goes through the RBAC rules we ship: a missing permission fa
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -23,13 +21,9 @@ from typing import Any
 
 import yaml
 
+from bench._operator import free_port, launch_operator
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.5, what: str = "") -> Any:
@@ -119,39 +113,14 @@ def start(
     extra_env: dict[str, str] | None = None,
 ) -> OperatorProcess:
     kubeconfig = service_account_kubeconfig(control_plane, workdir / "operator.kubeconfig")
-    metrics_port, liveness_port = free_port(), free_port()
     log_path = workdir / f"operator-{int(time.time() * 1000)}.log"
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(kubeconfig),
-        "AUTOLOOP_PROMETHEUS_URL": prometheus_url,
-        "PYTHONUNBUFFERED": "1",
-        **(extra_env or {}),
-    }
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "autoloop.cli",
-                "run",
-                "--metrics-port",
-                str(metrics_port),
-                "--liveness-port",
-                str(liveness_port),
-                "--tick",
-                str(tick),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    launched = launch_operator(kubeconfig, prometheus_url, log_path, tick=tick, extra_env=extra_env)
+    process = launched.process
     op = OperatorProcess(
         process=process,
         log_path=log_path,
-        metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
-        healthz_url=f"http://127.0.0.1:{liveness_port}/healthz",
+        metrics_url=launched.metrics_url,
+        healthz_url=launched.healthz_url,
         kubeconfig=kubeconfig,
     )
 
@@ -209,3 +178,25 @@ def operator_fixture(control_plane: Any, prometheus: Any, tmp_path_factory: Any)
     finally:
         op.stop()
         sys.stderr.write("---- operator log (tail) ----\n" + op.log()[-6000:] + "\n")
+
+
+def start_node_exporter(control_plane: Any, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """The simulated node_exporter (autoloop.simulation.node_exporter) for the cluster's nodes, on
+    a free port; its output in `workdir`/node-exporter.log. The caller stops it."""
+    port = free_port()
+    with (workdir / "node-exporter.log").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "autoloop.simulation.node_exporter",
+                "--kubeconfig",
+                str(control_plane.kubeconfig),
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return process, port

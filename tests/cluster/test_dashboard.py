@@ -77,22 +77,7 @@ def setup(control_plane: Any, prometheus: Any, tmp_path_factory: Any) -> Iterato
     assert operator_targets.exists() and node_targets.exists(), (
         "dev/prometheus.sh up creates the file_sd files"
     )
-    exporter_port = opp.free_port()
-    exporter_log = (workdir / "node-exporter.log").open("wb")
-    exporter = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "autoloop.simulation.node_exporter",
-            "--kubeconfig",
-            str(control_plane.kubeconfig),
-            "--port",
-            str(exporter_port),
-        ],
-        cwd=opp.ROOT,
-        stdout=exporter_log,
-        stderr=subprocess.STDOUT,
-    )
+    exporter, exporter_port = opp.start_node_exporter(control_plane, workdir)
     op = opp.start(control_plane, prometheus.url, workdir)
     try:
         port = urllib.parse.urlsplit(op.metrics_url).port

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from autoloop.api.optimizationloop import unpack_engine_state
 from tests.cluster import operator_process as opp
 
 pytestmark = pytest.mark.cluster
@@ -174,7 +175,10 @@ def test_over_provisioned_workload_costs_less_at_the_same_slo(
     events = control_plane.kubectl("-n", namespace, "describe", "oloop", "over").stdout
     assert "Applied" in events.split("Events:")[-1]
     # The learned state lives in the resource (a restarted operator continues from it).
-    assert s["engineState"]["iteration"] >= 1 and s["modelVersion"].startswith("response-model-v")
+    assert unpack_engine_state(s["engineState"])["iteration"] >= 1
+    assert s["modelVersion"].startswith("response-model-v")
+    # Sent to every watcher on every write: the whole status stays small.
+    assert len(json.dumps(s)) < 8000, {k: len(json.dumps(v)) for k, v in s.items()}
 
 
 def test_under_provisioned_workload_is_fixed(control_plane: Any, namespace: str, operator: Any) -> None:

@@ -104,22 +104,8 @@ def node_prometheus(control_plane: Any, tmp_path_factory: Any) -> Iterator[NodeP
         cwd=work,
         timeout=300,
     )
-    exporter_port, prom_port = opp.free_port(), opp.free_port()
-    exporter_log = (work / "node-exporter.log").open("wb")
-    exporter = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "autoloop.simulation.node_exporter",
-            "--kubeconfig",
-            str(control_plane.kubeconfig),
-            "--port",
-            str(exporter_port),
-        ],
-        cwd=opp.ROOT,
-        stdout=exporter_log,
-        stderr=subprocess.STDOUT,
-    )
+    prom_port = opp.free_port()
+    exporter, exporter_port = opp.start_node_exporter(control_plane, work)
     config = {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
         "scrape_configs": [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +10,9 @@ from pydantic import ValidationError
 
 from autoloop.api.common import (
     ConditionStatus,
+    Decision,
     LabelSelector,
+    RuleVerdict,
     StatusBase,
     format_cpu,
     format_memory,
@@ -17,7 +20,12 @@ from autoloop.api.common import (
     parse_quantity,
 )
 from autoloop.api.maintenanceplan import MaintenancePlan, Window
-from autoloop.api.optimizationloop import OptimizationLoop
+from autoloop.api.optimizationloop import (
+    OptimizationLoop,
+    OptimizationLoopStatus,
+    pack_engine_state,
+    unpack_engine_state,
+)
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # a Wednesday
 
@@ -251,3 +259,53 @@ def test_valid_label_selectors_pass() -> None:
         }
     )
     assert selector.to_query() == "app.kubernetes.io/name=web,tier=,zone in (a-1,b_2.x)"
+
+
+def _decision(i: int, *, failing: int = 0) -> Decision:
+    return Decision(
+        id=f"web-{i:06d}",
+        time="2026-12-07T10:00:00Z",
+        action="Applied",
+        observed={"rps": 26.4, "latency_p95": 0.0915, "cpu_per_pod": 0.0661},
+        current={"replicas": 4},
+        proposed={"replicas": 2},
+        verdicts=[
+            RuleVerdict(rule=f"rule{k}", passed=k >= failing, reason="a reason " * 5) for k in range(10)
+        ],
+        explanation="x" * 400,
+    )
+
+
+def test_loop_decision_history_is_bounded_by_size_and_keeps_the_newest_whole() -> None:
+    status = OptimizationLoopStatus()
+    for i in range(30):
+        status.record(_decision(i))
+    wired = [d.wire() for d in status.decisions]
+    assert len(json.dumps(wired)) <= OptimizationLoopStatus.DECISIONS_BUDGET_BYTES
+    assert status.decisions[-1] == _decision(29), "the newest decision is kept whole"
+    assert len(status.decisions) >= 2
+    for older in status.decisions[:-1]:
+        assert older.verdicts == [] and len(older.explanation) == 300
+        assert older.observed and older.proposed == {"replicas": 2}
+    # A refusal keeps the rules that failed in history.
+    status.record(_decision(30, failing=2))
+    status.record(_decision(31))
+    assert [v.rule for v in status.decisions[-2].verdicts] == ["rule0", "rule1"]
+    # One decision larger than the budget on its own is still kept.
+    huge = _decision(32).model_copy(update={"explanation": "y" * 4000})
+    status.record(huge)
+    assert status.decisions[-1] == huge
+
+
+def test_engine_state_is_stored_compressed_and_read_back() -> None:
+    state = {"iteration": 7, "history": [{"t": float(i), "rps": 26.4 + i} for i in range(50)]}
+    packed = pack_engine_state(state)
+    assert set(packed) == {"z"}
+    assert len(json.dumps(packed)) < len(json.dumps(state)) / 2
+    assert unpack_engine_state(packed) == state
+    assert unpack_engine_state(state) == state, "a state an older operator wrote uncompressed"
+    assert unpack_engine_state(None) == {}
+    with pytest.raises(ValueError, match=r"engineState\.z"):
+        unpack_engine_state({"z": "not base64!"})
+    with pytest.raises(ValueError, match=r"engineState\.z"):
+        unpack_engine_state({"z": "aGVsbG8="})  # base64 of something that is not zlib
