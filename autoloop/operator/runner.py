@@ -8,7 +8,7 @@ from typing import Any
 import kopf
 from kubernetes import client
 
-from autoloop.api.common import GROUP
+from autoloop.api.common import GROUP, StatusBase
 from autoloop.metrics.history_cache import HistoryCache
 from autoloop.metrics.prometheus import PrometheusSource
 from autoloop.operator import kube, maintenanceplan, optimizationloop, resourceallocation, telemetry
@@ -50,6 +50,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
 def run(settings: OperatorSettings) -> None:
     """Block running the operator until it is stopped."""
     settings.validate()
+    StatusBase.HISTORY_LIMIT = settings.history_limit  # read by every kind's status.record
     telemetry.serve(settings.metrics_port)
     clients = kube.Clients.connect(on_request=telemetry.api_request)
     leader: LeaderElector | AlwaysLeader = AlwaysLeader()
