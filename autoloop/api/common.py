@@ -372,7 +372,7 @@ class Decision(ApiModel):
     id: str = Field(description="Decision id; also written on the target in an annotation when applied.")
     time: str
     action: str = Field(
-        description="Recommended, Applied, Blocked, RolledBack, Approved, Skipped, Planned, Executed or Failed."
+        description="Recommended, Applied, Blocked, RolledBack, Approved, Abandoned (recorded, never reached its target), Skipped, Planned, Executed or Failed."
     )
     target: str = ""
     observed: dict[str, float] = Field(default_factory=dict)

@@ -41,7 +41,7 @@ from autoloop.metrics.queries import QueryRefused, builtin_query, scope_query, u
 from autoloop.metrics.services import fetch_service_series
 from autoloop.metrics.source import MetricSource, MetricsUnavailable, Series
 from autoloop.metrics.workload import SignalQueries, fetch_windows
-from autoloop.operator import kube, telemetry, wiring
+from autoloop.operator import crashpoints, kube, telemetry, wiring
 from autoloop.operator.refits import BackgroundRefits
 from autoloop.operator.settings import OperatorSettings
 
@@ -290,6 +290,7 @@ def _record(p: LoopPass, action: str, d: engine.Decision, workload: kube.Workloa
 
 def apply_decision(p: LoopPass, clients: kube.Clients, workload: kube.Workload, decision: Decision) -> None:
     """Intent, act, confirm: record the pending id in status, patch the target with it, then clear it."""
+    crashpoints.reached("loop-before-intent")
     p.status.pending_decision = decision.id
     intent = {
         "pendingDecision": decision.id,
@@ -297,9 +298,11 @@ def apply_decision(p: LoopPass, clients: kube.Clients, workload: kube.Workload, 
         "engineState": p.status.engine_state,
     }
     p.write_intent(clients, intent)
+    crashpoints.reached("loop-after-intent")
     proposed = Settings.model_validate(decision.proposed)
     owner = kube.manager_id(KIND, p.namespace, p.name)
     patch_target(clients, workload, proposed, decision_id=decision.id, owner=owner)
+    crashpoints.reached("loop-after-patch")
     p.status.pending_decision = None
     note_change(p, p.now)
 

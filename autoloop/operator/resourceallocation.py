@@ -44,7 +44,7 @@ from autoloop.engines import allocate, safety
 from autoloop.metrics.history_cache import HistoryCache
 from autoloop.metrics.source import MetricSource, MetricsUnavailable
 from autoloop.operator import allocation_demand as demand
-from autoloop.operator import kube, telemetry, wiring
+from autoloop.operator import crashpoints, kube, telemetry, wiring
 from autoloop.operator.allocation_demand import Demand
 from autoloop.operator.optimizationloop import patch_target, status_settings
 from autoloop.operator.settings import OperatorSettings
@@ -452,6 +452,19 @@ def solve(
     return result
 
 
+def abandon_unapplied(p: AllocPass, workloads: list[kube.Workload]) -> None:
+    """An Applied decision whose id never reached its workload (the operator stopped between
+    recording it and patching) becomes Abandoned: it is no change for the cooldown and budgets,
+    and the workload's next step is decided afresh from what it has."""
+    on_target = {f"{w.kind}/{w.name}": w.annotations.get(kube.DECISION_ANNOTATION) for w in workloads}
+    latest = {d.target: d for d in p.status.decisions if d.action == "Applied"}
+    for target, d in latest.items():
+        if target in on_target and on_target[target] != d.id:
+            d.action = "Abandoned"
+            d.explanation = f"{d.explanation} | never reached {target}: decided afresh"[:4000]
+            p.event("Warning", "Abandoned", f"decision {d.id} was recorded but never reached {target}")
+
+
 def last_change_at(p: AllocPass, target: str) -> float | None:
     for d in reversed(p.status.decisions):
         if d.target == target and d.action == "Applied":
@@ -551,8 +564,10 @@ def act(
             # Intent before act: the decision is in status before the workload changes; the
             # annotation on the workload confirms it (a restart re-derives the allocation anyway).
             p.write_intent(clients, {"decisions": [x.wire() for x in p.status.decisions]})
+            crashpoints.reached("allocation-after-intent")
             owner = kube.manager_id(KIND, p.namespace, p.name)
             patch_target(clients, w, proposed, decision_id=decision.id, owner=owner)
+            crashpoints.reached("allocation-after-patch")
             changed += 1
             p.event(
                 "Normal",
@@ -619,6 +634,7 @@ def run_pass(p: AllocPass, memo: kopf.Memo) -> None:
         selector = ",".join(f"{k}={v}" for k, v in sorted(alloc.spec.capacity.node_selector.items()))
         nodes = [n for n in kube.list_nodes(clients, selector) if n.ready and not n.unschedulable]
     p.status.workload_count = len(workloads)
+    abandon_unapplied(p, workloads)
     if not workloads:
         p.waiting("NoWorkloads", "no workloads found: nothing to allocate")
         return

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +201,35 @@ def start_node_exporter(control_plane: Any, workdir: Path) -> tuple[subprocess.P
             stderr=subprocess.STDOUT,
         )
     return process, port
+
+
+def approved_recommendation(cp: Any, namespace: str) -> dict[str, Any]:
+    """A Recommend loop `web` (interval 1h) whose recorded recommendation r1 (replicas 4 → 2 on
+    Deployment `web`) a user has approved; its first pass applies it. The loop as stored."""
+    cp.kubectl("-n", namespace, "apply", "-f", str(ROOT / "manifests" / "examples" / "workload.yaml"))
+    loop = {
+        "apiVersion": "autoloop.x0tta6bl4.io/v1alpha1",
+        "kind": "OptimizationLoop",
+        "metadata": {"name": "web", "annotations": {"autoloop.x0tta6bl4.io/approve": "r1"}},
+        "spec": {
+            "targetRef": {"name": "web"},
+            "mode": "Recommend",
+            "interval": "1h",
+            "objectives": [{"name": "latency", "metric": "LatencyP95"}],
+            "knobs": {"replicas": {"min": 1, "max": 6}},
+        },
+    }
+    cp.kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(loop))
+    recorded = {
+        "id": "r1",
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "action": "Recommended",
+        "target": "Deployment/web",
+        "current": {"replicas": 4},
+        "proposed": {"replicas": 2},
+    }
+    cp.kubectl(
+        "-n", namespace, "patch", "oloop", "web", "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": {"decisions": [recorded]}}),
+    )  # fmt: skip
+    return get_json(cp, namespace, "oloop/web")

@@ -16,7 +16,6 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -98,42 +97,11 @@ def call(reconcile: Any, obj: dict[str, Any], memo: kopf.Memo) -> None:
     )
 
 
-def recommending_loop(cp: Any, namespace: str) -> dict[str, Any]:
-    """A Recommend loop with a recorded recommendation (replicas 4 → 2) that a user approved."""
-    cp.kubectl("-n", namespace, "apply", "-f", str(opp.ROOT / "manifests" / "examples" / "workload.yaml"))
-    loop = {
-        "apiVersion": "autoloop.x0tta6bl4.io/v1alpha1",
-        "kind": "OptimizationLoop",
-        "metadata": {"name": "web", "annotations": {optimizationloop.APPROVE_ANNOTATION: "r1"}},
-        "spec": {
-            "targetRef": {"name": "web"},
-            "mode": "Recommend",
-            "interval": "1h",
-            "objectives": [{"name": "latency", "metric": "LatencyP95"}],
-            "knobs": {"replicas": {"min": 1, "max": 6}},
-        },
-    }
-    cp.kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(loop))
-    recorded = {
-        "id": "r1",
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "action": "Recommended",
-        "target": "Deployment/web",
-        "current": {"replicas": 4},
-        "proposed": {"replicas": 2},
-    }
-    cp.kubectl(
-        "-n", namespace, "patch", "oloop", "web", "--subresource=status", "--type=merge",
-        "-p", json.dumps({"status": {"decisions": [recorded]}}),
-    )  # fmt: skip
-    return opp.get_json(cp, namespace, "oloop/web")
-
-
 def test_a_pass_from_a_stale_cache_neither_acts_nor_writes(
     control_plane: Any, prometheus: Any, namespace: str, events: Events
 ) -> None:
     cp = control_plane
-    cached = recommending_loop(cp, namespace)
+    cached = opp.approved_recommendation(cp, namespace)
     clients = kube.Clients.connect(str(cp.kubeconfig))
     memo = memo_for(clients, prometheus)
 
@@ -170,7 +138,7 @@ def test_a_standby_replica_runs_no_pass_and_writes_nothing(
     control_plane: Any, prometheus: Any, namespace: str, events: Events
 ) -> None:
     cp = control_plane
-    cached = recommending_loop(cp, namespace)
+    cached = opp.approved_recommendation(cp, namespace)
     memo = memo_for(kube.Clients.connect(str(cp.kubeconfig)), prometheus, leader=Standby())
     call(optimizationloop.reconcile, cached, memo)
     assert (
@@ -208,7 +176,7 @@ def test_an_apiserver_refusal_is_reported_not_traced(
     control_plane: Any, prometheus: Any, namespace: str, events: Events, caplog: Any
 ) -> None:
     cp = control_plane
-    cached = recommending_loop(cp, namespace)
+    cached = opp.approved_recommendation(cp, namespace)
     memo = memo_for(limited_clients(cp, namespace), prometheus)
     with caplog.at_level(logging.WARNING):
         call(optimizationloop.reconcile, cached, memo)
@@ -224,7 +192,7 @@ def test_a_bug_is_still_traced(
     control_plane: Any, prometheus: Any, namespace: str, events: Events, caplog: Any
 ) -> None:
     cp = control_plane
-    cached = recommending_loop(cp, namespace)
+    cached = opp.approved_recommendation(cp, namespace)
 
     def broken(p: Any, memo: Any) -> None:
         raise KeyError("oops")
