@@ -23,6 +23,25 @@ UNITS: Final = {
     "Throughput": "rate",
 }
 """The unit of each built-in metric's value; a user's PromQL has none we can know."""
+ENGINE_UNITS: Final = {
+    "latency_p95": "seconds",
+    "error_ratio": "ratio",
+    "utilisation": "ratio",
+    "setpoint": "ratio",
+    "ready_fraction": "ratio",
+    "cpu_per_pod": "cores",
+    "cpu_cores": "cores",
+    "cpuCores": "cores",
+    "memory_per_pod": "bytes",
+    "memory_floor": "bytes",
+    "memoryBytes": "bytes",
+    "rps": "rate",
+    "rps_recent": "rate",
+    "rps_mean": "rate",
+    "rps_upper": "rate",
+    "at": "time",
+}
+"""The units of the values the engines record in a decision (saw, predicted, measured)."""
 
 
 def human_value(value: float, unit: str | None) -> str:
@@ -37,6 +56,12 @@ def human_value(value: float, unit: str | None) -> str:
         return f"{value:.3g}/h"
     if unit == "rate":
         return f"{value:.3g}/s"
+    if unit == "cores":
+        return f"{value:.3g} core" + ("" if value == 1 else "s")
+    if unit == "bytes":
+        return f"{value / 2**30:.3g}Gi" if value >= 2**30 else f"{value / 2**20:.3g}Mi"
+    if unit == "time":
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"{value:.4g}"
 
 
@@ -90,7 +115,7 @@ def _settings(s: dict[str, Any] | None) -> str:
 def _values(values: dict[str, float] | None, units: dict[str, str]) -> str:
     if not values:
         return "-"
-    return ", ".join(f"{k} {human_value(v, units.get(k))}" for k, v in values.items())
+    return ", ".join(f"{k} {human_value(v, units.get(k, ENGINE_UNITS.get(k)))}" for k, v in values.items())
 
 
 def _units(spec: dict[str, Any]) -> dict[str, str]:

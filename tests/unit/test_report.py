@@ -133,6 +133,32 @@ def test_human_units() -> None:
     assert report.human_value(12.5, "seconds") == "12.50 s"
     assert report.human_value(0.132, "cost") == "0.132/h"
     assert report.human_value(float("nan"), "seconds") == "nan"
+    assert report.human_value(0.2, "cores") == "0.2 cores"
+    assert report.human_value(123425228.95, "bytes") == "118Mi"
+    assert report.human_value(1796640000.0, "time") == "2026-12-07T10:40:00Z"
+
+
+def test_the_engines_values_in_a_decision_are_shown_in_human_units() -> None:
+    decision = {
+        "id": "web-000009",
+        "time": "2026-12-07T10:00:00Z",
+        "action": "Applied",
+        "current": {"replicas": 4},
+        "proposed": {"replicas": 2},
+        "observed": {
+            "cpu_per_pod": 0.0661,
+            "memory_per_pod": 123425228.95,
+            "rps": 26.45,
+            "utilisation": 0.066,
+        },
+        "predicted": {"latency_p95": 0.0723, "memory_floor": 148150000.0},
+        "measured": {"at": 1796640000.0, "latency_p95": 0.1104},
+    }
+    loop = {**LOOP, "status": {**LOOP["status"], "decisions": [decision]}}
+    text = report.explain(loop)
+    assert "saw: cpu_per_pod 0.0661 cores, memory_per_pod 118Mi, rps 26.4/s, utilisation 6.6 %" in text
+    assert "predicted: latency_p95 72.3 ms, memory_floor 141Mi" in text
+    assert "measured: at 2026-12-07T10:40:00Z, latency_p95 110 ms" in text
 
 
 def test_explain_allocation_shows_each_workloads_change_and_cost_against_budget() -> None:
