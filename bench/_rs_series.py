@@ -1,4 +1,7 @@
-"""Workload series for bench/rightsizing: the real CPU traces and generated CPU and memory series.
+"""Workload series for bench/rightsizing: the real CPU series and generated CPU and memory series.
+
+Real sets: `traces/` (Crane, 1 min, scaled so the first day's mean is 1 core) and `bitbrains/`
+(GWA-T-12 Rnd VMs, cores, 5 min); each series carries its step, read from the data.
 
 Generated kinds (1 sample/minute): diurnal, bursty, step and growth for CPU (cores) and memory
 (bytes: a leak that resets on restarts, a step at a deploy, growth, diurnal working set).
@@ -18,6 +21,11 @@ from bench import _data
 # The real traces: cpu-<n>.csv in this folder of the data root (bench/_data.py: $AUTOLOOP_DATA,
 # else ../shared/data beside the repository).
 TRACES: Final[str] = "traces"
+BITBRAINS: Final[str] = "bitbrains"
+# Bitbrains VMs used: mean usage above 0.1 core and at least 20 days recorded (issue 21; the rest
+# are near idle or too short for two weeks of history plus a scored week).
+BITBRAINS_MIN_MEAN_CORES: Final[float] = 0.1
+BITBRAINS_MIN_DAYS: Final[float] = 20.0
 MINUTES_PER_DAY: Final[int] = 1440
 GIB: Final[float] = 2.0**30
 
@@ -28,6 +36,12 @@ class Series:
     resource: str  # "cpu" | "memory"
     ts: np.ndarray  # Unix seconds
     usage: np.ndarray  # cores or bytes
+    step: float = 60.0  # seconds between samples
+    group: str = "generated"  # "crane" | "bitbrains" | "generated"
+
+    @property
+    def per_day(self) -> int:
+        return round(86_400.0 / self.step)
 
 
 def load_traces(max_days: int | None = None, data_dir: str | Path | None = None) -> list[Series]:
@@ -45,7 +59,41 @@ def load_traces(max_days: int | None = None, data_dir: str | Path | None = None)
             keep = max_days * MINUTES_PER_DAY
             ts, usage = ts[:keep], usage[:keep]
         first_mean = float(np.mean(usage[:MINUTES_PER_DAY])) or float(np.mean(usage)) or 1.0
-        out.append(Series(path.stem, "cpu", ts, usage / first_mean))
+        out.append(Series(path.stem, "cpu", ts, usage / first_mean, 60.0, "crane"))
+    return out
+
+
+def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with path.open() as fh:
+        rows = list(csv.reader(fh))[1:]
+    data = np.array(rows, dtype=np.float64)
+    return data[:, 0], np.maximum(data[:, 1], 0.0)
+
+
+def load_bitbrains(max_days: int | None = None, data_dir: str | Path | None = None) -> list[Series]:
+    """The Bitbrains VMs of `index.csv` with mean usage > 0.1 core over >= 20 days, in cores, at
+    their recorded step (gaps are kept as they are: the replay sees what was recorded)."""
+    root = _data.data_root(data_dir, require=BITBRAINS) / BITBRAINS
+    out = []
+    with (root / "index.csv").open() as fh:
+        index = list(csv.DictReader(fh))
+    for row in index:
+        if not row.get("mean_cores") or row.get("included") != "1":
+            continue
+        if (
+            float(row["mean_cores"]) <= BITBRAINS_MIN_MEAN_CORES
+            or float(row["span_days"]) < BITBRAINS_MIN_DAYS
+        ):
+            continue
+        path = root / f"vm{int(row['vm']):03d}.csv"
+        if not path.exists():
+            continue
+        ts, usage = _read(path)
+        step = float(np.median(np.diff(ts)))
+        if max_days is not None:
+            keep = int(max_days * 86_400 / step)
+            ts, usage = ts[:keep], usage[:keep]
+        out.append(Series(path.stem, "cpu", ts, usage, step, "bitbrains"))
     return out
 
 

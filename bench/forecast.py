@@ -1,4 +1,8 @@
-"""Rolling-origin backtest of `autoloop.engines.forecast` on the shared real CPU traces.
+"""Rolling-origin backtest of `autoloop.engines.forecast` on the real CPU series, per set.
+
+Real sets (the headline): `traces/` (Crane, 1 min) and `bitbrains/` (VMs with mean > 0.1 core over
+>= 20 days, 5 min; bench/_rs_series.py), reported per set. The forecaster fits each series on its
+own history only, so no choice is carried from one series to another within the bench.
 
 Run: `python -m bench.forecast` (full) or `python -m bench.forecast --quick` (fewer origins and
 series, same code path). `--series generated` runs the same backtest on generated series instead
@@ -90,40 +94,55 @@ def origins(t: np.ndarray, horizon: int, step: int, k: int) -> np.ndarray:
     return np.floor(cand / step) * step
 
 
+def real_series(data_dir: str | Path | None = None) -> list[tuple[str, np.ndarray, np.ndarray, str]]:
+    """Both real sets, each series tagged with its set."""
+    from bench._rs_series import load_bitbrains
+
+    crane = [(n, t, v, "crane") for n, t, v in trace_series(data_dir)]
+    return crane + [(s.name, s.ts, s.usage, "bitbrains") for s in load_bitbrains(data_dir=data_dir)]
+
+
 def trace_series(data_dir: str | Path | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
     traces = _data.data_root(data_dir, require=TRACES) / TRACES
     paths = sorted(traces.glob("cpu-*.csv"), key=lambda p: int(p.stem.split("-")[1]))
     return [(p.stem, *load(p)) for p in paths]
 
 
-def generated_series() -> list[tuple[str, np.ndarray, np.ndarray]]:
+def generated_series() -> list[tuple[str, np.ndarray, np.ndarray, str]]:
     from bench._rs_series import generate, generate_level_shifts
 
     out = [s for seed in GENERATED_SEEDS for s in generate(GENERATED_DAYS, seed)]
     out += [s for seed in SHIFT_SEEDS for s in generate_level_shifts(GENERATED_DAYS, seed)]
-    return [(s.name, s.ts, s.usage) for s in out]
+    return [(s.name, s.ts, s.usage, "generated") for s in out]
 
 
 def run(
     quick: bool, n_origins: int | None = None, series: str = "traces", data_dir: str | Path | None = None
-) -> dict[str, float]:
-    paths = trace_series(data_dir) if series == "traces" else generated_series()
+) -> dict[str, object]:
+    paths = real_series(data_dir) if series == "traces" else generated_series()
     if quick:
-        paths = paths[:QUICK_SERIES] if series == "traces" else paths[::QUICK_GENERATED_EVERY]
+        sets = sorted({p[3] for p in paths})
+        per_set = max(1, QUICK_SERIES // len(sets))
+        paths = (
+            [p for g in sets for p in [q for q in paths if q[3] == g][:per_set]]
+            if series == "traces"
+            else paths[::QUICK_GENERATED_EVERY]
+        )
     k = n_origins or (QUICK_ORIGINS if quick else FULL_ORIGINS)
-    results: dict[str, float] = {}
+    results: dict[str, object] = {}
     print(
         f"{'series':8} {'horizon':7} {'model':>10} {'seas.naive':>10} {'last':>10} {'impr':>7} {'cov90':>6} {'fit s':>6}  chosen"
     )
     all_cov = [0, 0]
     improvements_by_h: dict[str, list[float]] = {}
+    by_set: dict[str, dict[str, dict[str, list[float]]]] = {}
     for name, horizon, step in HORIZONS:
         impr: list[float] = []
         cov = [0, 0]
         base_cov = {"snaive": [0, 0], "last": [0, 0]}
         fit_times: list[float] = []
         cpu_times: list[float] = []
-        for series_name, t, v in paths:
+        for series_name, t, v, group in paths:
             acc = {m: Scores(0.0, 0, 0) for m in ("model", "snaive", "last")}
             chosen: list[str] = []
             orig = origins(t, horizon, step, k)
@@ -156,6 +175,10 @@ def run(
             base = min(acc["snaive"].pinball, acc["last"].pinball)
             improvement = 1.0 - acc["model"].pinball / base if base > 0 else 0.0
             impr.append(improvement)
+            per = by_set.setdefault(group, {}).setdefault(name, {"gain": [], "covered": [], "total": []})
+            per["gain"].append(improvement)
+            per["covered"].append(acc["model"].covered)
+            per["total"].append(acc["model"].total)
             cov[0] += acc["model"].covered
             cov[1] += acc["model"].total
             for m, c in base_cov.items():
@@ -186,9 +209,25 @@ def run(
             f"{'':8} {name:7} baseline 90 % coverage: seasonal naive "
             f"{base_cov['snaive'][0] / base_cov['snaive'][1]:.1%}, last value {base_cov['last'][0] / base_cov['last'][1]:.1%}"
         )
+    gain_by_set = {
+        g: {h: round(float(np.mean(st["gain"])), 4) for h, st in hs.items()} for g, hs in by_set.items()
+    }
+    coverage_by_set = {
+        g: {h: round(sum(st["covered"]) / sum(st["total"]), 4) for h, st in hs.items()}
+        for g, hs in by_set.items()
+    }
+    for g, hs in by_set.items():
+        for h, st in hs.items():
+            q1, med, q3 = np.percentile(st["gain"], (25, 50, 75))
+            print(
+                f"{g:10} {h:7} pinball gain vs the better naive: mean {np.mean(st['gain']):.1%}, median {med:.1%} "
+                f"[q1 {q1:.1%}, q3 {q3:.1%}] over {len(st['gain'])} series; 90 % coverage {coverage_by_set[g][h]:.1%}"
+            )
     headline = {
         "pinball_improvement_vs_naive": min(float(np.mean(i)) for i in improvements_by_h.values()),
         "interval_coverage_90": all_cov[0] / all_cov[1],
+        "pinball_gain_by_set": gain_by_set,
+        "coverage_by_set": coverage_by_set,
     }
     return {**headline, **results}
 

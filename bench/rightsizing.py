@@ -1,370 +1,287 @@
 """bench/rightsizing: replay usage series through four recommenders behind one actuation gate.
 
-Run: `python -m bench.rightsizing` (full) or `python -m bench.rightsizing --quick`;
-`--seeds 3,4,5,6` replays only generated series of those seeds (12 days each), series that no
-choice in the engine was made on.
+Run: `python -m bench.rightsizing` (full) or `--quick` (fewer, shorter series, a smaller grid; same
+code path); `--data DIR` or $AUTOLOOP_DATA for the data root (default ../shared/data).
 
-Recommenders (each sees only the past): (a) static request, (b) the Kubernetes VPA recommender
-(bench/_rs_vpa.py), (c) Google Autopilot's moving window (bench/_rs_autopilot.py), (d) autoloop
-(`autoloop.engines.recommend.RightsizingRecommender`, the operator's own code).
+Series: every real CPU series in the data root, `traces/` (Crane, 1 min) and `bitbrains/` (VMs with
+mean > 0.1 core over >= 20 days, 5 min), the headline, reported per set; generated CPU and memory
+series (bench/_rs_series.py) as a second table. Recommenders (each sees only the past): (a)
+static request, (b) the Kubernetes VPA recommender (bench/_rs_vpa.py), swept over its target
+percentile, (c) Google Autopilot's moving window (bench/_rs_autopilot.py), (d) autoloop
+(`autoloop.engines.recommend.RightsizingRecommender`, the operator's own code), swept over its risk
+and over a grid of its two hyperparameters (half-life, restart cost). The gate and the day
+metrics: bench/_rs_replay.py.
 
-The shared gate runs every 15 minutes for every recommender: VPA's updater rule (apply when the
-request is outside the recommender's [lower, upper], or when it has stood >= 12 h and the target
-differs by >= 10 %; after an OOM-like event apply any increase at once), then the autoloop safety
-validator (cooldown 15 min, at most 4 changes an hour). The first day of every series is warm-up
-for everyone and is not scored.
+Real series are scored leave-one-series-out (bench/_rs_matched.py): each is replayed with the
+hyperparameters chosen on the other real series. Matched risk, both ways and never clipped
+silently: autoloop's cost at VPA's overrun (autoloop's risk curve interpolated) and VPA's cost at
+autoloop's overrun at its default risk (VPA's percentile curve interpolated), pooled per set and per
+series (median and quartiles). Realised overrun against the requested risk: the share of samples
+above the request at risk 0.05 and 0.1.
 
-Per workload-day: relative slack = mean request / p95 usage - 1; overrun = area of usage above the
-request / area of usage; OOM-like events = times usage crosses above the request (memory series);
-changes. Matched risk: each recommender's main knob is swept (VPA: target percentile and margin;
-autoloop: risk) and autoloop's requested core-hours are interpolated along its curve at the
-overrun that VPA's defaults reach, on the CPU series.
-
-Clairvoyant bound (bench/_rs_oracle.py): the least cost at VPA's overrun of any request schedule,
-even one that knows the future, that changes the request on at most 30 % of the days (the
-issue's >= 70 % of days without a change) or on every day; with one change on such a day or any
-number. Printed as a lower bound (Lagrangian duality over an exact DP) and as the cost of a real
-schedule the DP found.
+Clairvoyant bound (bench/_rs_oracle.py, on the 1-minute Crane series): the least cost at VPA's
+overrun of any request schedule, even one that knows the future, that changes the request on at
+most 25 % of the days (the issue's >= 75 % of days without a change) or on every day.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Final, Protocol
+from concurrent.futures import ProcessPoolExecutor
+from typing import Final
 
 import numpy as np
 
-from autoloop.engines import recommend, safety
-from bench import _rs_oracle, _rs_series
-from bench._rs_autopilot import AutopilotRecommender
-from bench._rs_vpa import VpaRecommender
+from autoloop.engines import recommend
+from bench import _rs_matched, _rs_oracle, _rs_replay, _rs_series
+from bench._rs_matched import Days, mean
+from bench._rs_replay import Replay, day_metrics  # noqa: F401  (re-exported for tests)
+from bench._rs_vpa import TARGET_PERCENTILE
 
-GATE_INTERVAL_S: Final[float] = 900.0
-# updater/priority/update_priority_calculator.go: podLifetimeUpdateThreshold, defaultUpdateThreshold.
-LIFETIME_UPDATE_S: Final[float] = 12 * 3600.0
-MIN_CHANGE: Final[float] = 0.10
-WARMUP_DAYS: Final[int] = 1
-MIN_PER_DAY: Final[int] = _rs_series.MINUTES_PER_DAY
-BOOTSTRAP_REPS: Final[int] = 1000
-VPA_PERCENTILES: Final[tuple[float, ...]] = (0.8, 0.85, 0.9, 0.95, 0.99)
-VPA_MARGINS: Final[tuple[float, ...]] = (0.0, 0.3)
-AUTOLOOP_RISKS: Final[tuple[float, ...]] = (0.003, 0.01, 0.03, 0.1, 0.15, 0.2, 0.3)
-# --quick sweeps fewer risks (the ones around VPA's overrun) to stay under a minute.
-QUICK_AUTOLOOP_RISKS: Final[tuple[float, ...]] = (0.01, 0.1, 0.15, 0.2, 0.3)
-# The issue's ">= 70 % of workload-days with no change", as the clairvoyant's change-day budget.
-ORACLE_CHANGE_DAYS: Final[float] = 0.30
-AUTOLOOP_DEFAULT_RISK: Final[float] = recommend.RightsizingParams().risk
+VPA_PERCENTILES: Final[tuple[float, ...]] = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99)
+AUTOLOOP_RISKS: Final[tuple[float, ...]] = (0.02, 0.05, 0.1, 0.2, 0.3)
+QUICK_RISKS: Final[tuple[float, ...]] = (0.05, 0.1, 0.3)
+HALF_LIVES_DAYS: Final[tuple[float, ...]] = (3.0, 7.0)
+RESTART_COSTS_HOURS: Final[tuple[float, ...]] = (4.8, 9.6)
+QUICK_HALF_LIVES_DAYS: Final[tuple[float, ...]] = (7.0,)
+QUICK_RESTART_COSTS_HOURS: Final[tuple[float, ...]] = (4.8, 9.6)
+CALIBRATION_RISKS: Final[tuple[float, ...]] = (0.05, 0.1)
+ORACLE_CHANGE_DAYS: Final[float] = 0.25
+DEFAULT_RISK: Final[float] = recommend.RightsizingParams().risk
+WORKERS: Final[int] = 2
 
-
-class Rec(Protocol):
-    def observe(self, ts: np.ndarray, us: np.ndarray, request: float) -> None: ...
-    def oom(self, t: float, used: float, request: float) -> None: ...
-    def decide(self, i: int, current: float, set_at: float) -> tuple[float, float | None, float | None]: ...
+Job = tuple[_rs_series.Series, str, dict[str, float]]
 
 
-class StaticRec:
-    def observe(self, ts: np.ndarray, us: np.ndarray, request: float) -> None:
-        pass
-
-    def oom(self, t: float, used: float, request: float) -> None:
-        pass
-
-    def decide(self, i: int, current: float, set_at: float) -> tuple[float, float | None, float | None]:
-        return current, None, None
-
-
-class VpaRec:
-    def __init__(self, resource: str, p: float = 0.9, margin: float = 0.15) -> None:
-        self.vpa = VpaRecommender(resource, target_percentile=p, margin=margin)
-
-    def observe(self, ts: np.ndarray, us: np.ndarray, request: float) -> None:
-        self.vpa.add_samples(ts, us, request)
-
-    def oom(self, t: float, used: float, request: float) -> None:
-        self.vpa.record_oom(t, max(used, request))
-
-    def decide(self, i: int, current: float, set_at: float) -> tuple[float, float | None, float | None]:
-        return self.vpa.recommend()
+def _make(job: Job) -> _rs_replay.Rec:
+    s, kind, knobs = job
+    if kind == "vpa":
+        return _rs_replay.VpaRec(s.resource, knobs["p"], 0.15)
+    if kind == "autopilot":
+        return _rs_replay.AutopilotRec(s.resource)
+    if kind == "static":
+        return _rs_replay.StaticRec()
+    params = recommend.RightsizingParams.model_validate({"resource": s.resource, **knobs})
+    return _rs_replay.AutoloopRec(s, params)
 
 
-class AutopilotRec:
-    def __init__(self, resource: str) -> None:
-        self.ap = AutopilotRecommender(resource)
-
-    def observe(self, ts: np.ndarray, us: np.ndarray, request: float) -> None:
-        self.ap.add_samples(ts, us)
-
-    def oom(self, t: float, used: float, request: float) -> None:
-        pass
-
-    def decide(self, i: int, current: float, set_at: float) -> tuple[float, float | None, float | None]:
-        return self.ap.recommend(), None, None
+def _run(job: Job) -> tuple[Days, list[float]]:
+    rec = _make(job)
+    days = day_metrics(job[0], _rs_replay.replay(job[0], rec))
+    return days, rec.latencies if isinstance(rec, _rs_replay.AutoloopRec) else []
 
 
-@dataclass
-class AutoloopRec:
-    series: _rs_series.Series
-    risk: float
-    ooms: list[float] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        params = recommend.RightsizingParams(resource=self.series.resource, risk=self.risk)
-        self.engine = recommend.RightsizingRecommender(params)
-
-    def observe(self, ts: np.ndarray, us: np.ndarray, request: float) -> None:
-        pass
-
-    def oom(self, t: float, used: float, request: float) -> None:
-        self.ooms.append(t)
-
-    def decide(self, i: int, current: float, set_at: float) -> tuple[float, float | None, float | None]:
-        t0 = time.perf_counter()
-        rec = self.engine.recommend(
-            self.series.ts[:i],
-            self.series.usage[:i],
-            current_request=current,
-            request_set_at=set_at,
-            oom_times=self.ooms,
-        )
-        self.latencies.append(time.perf_counter() - t0)
-        return rec.target, rec.lower, rec.upper
+def _grid(quick: bool) -> dict[str, dict[str, float]]:
+    hls = QUICK_HALF_LIVES_DAYS if quick else HALF_LIVES_DAYS
+    rcs = QUICK_RESTART_COSTS_HOURS if quick else RESTART_COSTS_HOURS
+    return {
+        f"hl{h:g} rc{c:g}": {"half_life_days": h, "restart_cost_hours": c}
+        for h, c in itertools.product(hls, rcs)
+    }
 
 
-def _policy() -> safety.SafetyPolicy:
-    target = safety.Target(namespace="bench", kind="Deployment", name="w")
-    return safety.SafetyPolicy(
-        owner_namespace="bench",
-        target=target,
-        bounds={"request": safety.KnobBounds(min=0.0, max=1e15)},
-        max_step_percent=1e6,
-        cooldown_seconds=GATE_INTERVAL_S,
-        max_changes_per_hour=4,
-        min_confidence=0.0,
-        slo_guard=False,
+def _row(name: str, days: Days) -> str:
+    no_change, p99 = _rs_matched.change_stats(days)
+    return (
+        f"  {name:22} {mean(days, 'slack'):7.3f} {100 * mean(days, 'overrun'):9.3f} {100 * mean(days, 'exceed'):8.3f} "
+        f"{mean(days, 'ooms'):8.3f} {mean(days, 'changes'):8.2f} {no_change:11.2f} {p99:7.1f} {mean(days, 'cost'):6.3f}"
     )
 
 
-POLICY: Final = _policy()
+HEADER: Final[str] = (
+    f"  {'recommender':22} {'slack':>7} {'overrun %':>9} {'exceed %':>8} {'OOM/day':>8} {'chg/day':>8} "
+    f"{'no-chg days':>11} {'p99 chg':>7} {'cost':>6}"
+)
 
 
-def gate_wants(
-    current: float, rec: tuple[float, float | None, float | None], since: float, oom: bool
-) -> bool:
-    target, lower, upper = rec
-    if oom and target > current:
-        return True
-    if lower is not None and upper is not None and not lower <= current <= upper:
-        return True
-    return since >= LIFETIME_UPDATE_S and abs(target / current - 1.0) >= MIN_CHANGE
-
-
-@dataclass
-class Replay:
-    request: np.ndarray
-    change_times: list[float]
-    oom_times: list[float]
-
-
-def replay(series: _rs_series.Series, rec: Rec) -> Replay:
-    ts, us = series.ts, series.usage
-    n = ts.size
-    static = float(np.max(us[:MIN_PER_DAY]))
-    current, set_at = static, float(ts[0])
-    request = np.empty(n)
-    changes: list[float] = []
-    ooms: list[float] = []
-    oom_since_change = False
-    step = max(1, int(GATE_INTERVAL_S // 60))
-    prev = 0
-    for i in range(step, n + step, step):
-        i = min(i, n)
-        request[prev:i] = current
-        chunk_ts, chunk_us = ts[prev:i], us[prev:i]
-        rec.observe(chunk_ts, chunk_us, current)
-        if series.resource == "memory":
-            over = chunk_us > current
-            before = np.concatenate([[prev > 0 and us[prev - 1] > request[prev - 1]], over[:-1]])
-            for j in np.flatnonzero(over & ~before):
-                ooms.append(float(chunk_ts[j]))
-                rec.oom(float(chunk_ts[j]), float(chunk_us[j]), current)
-                oom_since_change = True
-        prev = i
-        if i >= n:
-            break
-        now = float(ts[i - 1])
-        proposal = rec.decide(i, current, set_at)
-        if proposal[0] <= 0 or not gate_wants(current, proposal, now - set_at, oom_since_change):
-            continue
-        ctx = safety.SafetyContext(
-            now=now,
-            last_change_at=changes[-1] if changes else None,
-            recent_change_times=tuple(changes[-4:]),
-            slo_met_now=True,
-            forecast_slo_met=True,
-            confidence=1.0,
-            pdb=safety.PdbStatus(present=False),
+def _matched_report(
+    label: str, names: list[str], al: dict[str, dict[float, Days]], vpa: dict[str, dict[float, Days]]
+) -> dict[str, float]:
+    """Print and return the pooled and per-series matched ratios of one set."""
+    pool_al = {r: [d for s in names for d in al[s][r]] for r in next(iter(al.values()))}
+    pool_vpa = {p: [d for s in names for d in vpa[s][p]] for p in VPA_PERCENTILES}
+    at_vpa = _rs_matched.ratio_at_vpa(pool_al, pool_vpa[TARGET_PERCENTILE])
+    at_al = _rs_matched.ratio_at_autoloop(pool_al[DEFAULT_RISK], pool_vpa)
+    per_vpa = [_rs_matched.ratio_at_vpa(al[s], vpa[s][TARGET_PERCENTILE]) for s in names]
+    per_al = [_rs_matched.ratio_at_autoloop(al[s][DEFAULT_RISK], vpa[s]) for s in names]
+    for what, pooled, per in (
+        ("at VPA's overrun", at_vpa, per_vpa),
+        ("VPA at autoloop's overrun", at_al, per_al),
+    ):
+        q1, med, q3 = _rs_matched.quartiles([m.value for m in per])
+        print(
+            f"  {label:10} cost ratio {what:26} pooled {pooled.value:.3f}{' (clipped)' if pooled.clipped else ''}; "
+            f"per series median {med:.3f} [q1 {q1:.3f}, q3 {q3:.3f}], {sum(m.clipped for m in per)}/{len(per)} clipped"
         )
-        change = safety.ProposedChange(
-            target=POLICY.target, current={"request": current}, proposed={"request": proposal[0]}
-        )
-        if safety.validate(change, POLICY, ctx).accepted:
-            current, set_at = proposal[0], now
-            changes.append(now)
-            oom_since_change = False
-    return Replay(request, changes, ooms)
+    return {
+        "at_vpa": at_vpa.value,
+        "at_autoloop": at_al.value,
+        "per_series_median": _rs_matched.quartiles([m.value for m in per_vpa])[1],
+    }
 
 
-def day_metrics(series: _rs_series.Series, rp: Replay) -> list[dict[str, float]]:
-    us, ts = series.usage, series.ts
-    norm = float(np.mean(us)) or 1.0
-    days = us.size // MIN_PER_DAY
-    out = []
-    changes = np.asarray(rp.change_times)
-    ooms = np.asarray(rp.oom_times)
-    for d in range(WARMUP_DAYS, days):
-        sl = slice(d * MIN_PER_DAY, (d + 1) * MIN_PER_DAY)
-        u, r = us[sl], rp.request[sl]
-        t0, t1 = ts[sl][0], ts[sl][-1] + 60
-        p95 = float(np.percentile(u, 95))
-        out.append(
-            {
-                "slack": float(np.mean(r) / p95 - 1.0) if p95 > 0 else 0.0,
-                "overrun": float(np.sum(np.maximum(u - r, 0)) / max(np.sum(u), 1e-12)),
-                "ooms": float(np.sum((ooms >= t0) & (ooms < t1))),
-                "changes": float(np.sum((changes >= t0) & (changes < t1))),
-                "cost": float(np.mean(r)) / norm,
-            }
-        )
-    return out
+def _collect(
+    series: list[_rs_series.Series], jobs: list[tuple[str, Job]]
+) -> tuple[dict[str, Days], list[float]]:
+    with ProcessPoolExecutor(WORKERS) as pool:
+        results = list(pool.map(_run, [j for _, j in jobs], chunksize=4))
+    out = {key: days for (key, _), (days, _) in zip(jobs, results, strict=True)}
+    return out, [x for _, lat in results for x in lat]
 
 
-def bootstrap(
-    values: np.ndarray, stat: Callable[[np.ndarray], float], rng: np.random.Generator
-) -> tuple[float, float, float]:
-    if values.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    idx = rng.integers(0, values.size, size=(BOOTSTRAP_REPS, values.size))
-    reps = np.array([stat(values[row]) for row in idx])
-    return stat(values), float(np.percentile(reps, 2.5)), float(np.percentile(reps, 97.5))
-
-
-def run(quick: bool, seeds: tuple[int, ...] = ()) -> dict[str, float]:
-    t_start = time.perf_counter()
-    if seeds:
-        # Series no choice was made on: generated with other seeds, replayed the same way
-        # (--quick: 6 days each, like the quick run's generated series).
-        series = [s for k in seeds for s in _rs_series.generate(days=6 if quick else 12, seed=k)]
-    elif quick:
-        series = _rs_series.load_traces(max_days=6)[::2] + _rs_series.generate(days=6, seed=1)
-    else:
-        series = (
-            _rs_series.load_traces()
-            + _rs_series.generate(days=12, seed=1)
-            + _rs_series.generate(days=12, seed=2)
-        )
-    configs: dict[str, Callable[[_rs_series.Series], Rec]] = {"static": lambda s: StaticRec()}
-    for p in VPA_PERCENTILES:
-        configs[f"vpa p{p:g} m0.15"] = lambda s, p=p: VpaRec(s.resource, p, 0.15)  # type: ignore[misc]
-    for m in VPA_MARGINS:
-        configs[f"vpa p0.9 m{m:g}"] = lambda s, m=m: VpaRec(s.resource, 0.9, m)  # type: ignore[misc]
-    configs["autopilot"] = lambda s: AutopilotRec(s.resource)
-    risks = QUICK_AUTOLOOP_RISKS if quick else AUTOLOOP_RISKS
-    for r in risks:
-        configs[f"autoloop r{r:g}"] = lambda s, r=r: AutoloopRec(s, r)  # type: ignore[misc]
-    rows: dict[str, dict[str, list[dict[str, float]]]] = {c: {"cpu": [], "memory": []} for c in configs}
-    latencies: list[float] = []
+def _real(
+    quick: bool, data: str | None, risks: tuple[float, ...]
+) -> tuple[dict[str, object], list[float], float]:
+    max_days = 8 if quick else None
+    series = _rs_series.load_traces(max_days, data) + _rs_series.load_bitbrains(max_days, data)
+    if quick:
+        series = [s for k, s in enumerate(series) if k % 5 == 0]
+    grid = _grid(quick)
+    jobs: list[tuple[str, Job]] = []
     for s in series:
-        for name, make in configs.items():
-            rec = make(s)
-            rows[name][s.resource].extend(day_metrics(s, replay(s, rec)))
-            if isinstance(rec, AutoloopRec):
-                latencies.extend(rec.latencies)
-    rng = np.random.default_rng(0)
-
-    def agg(name: str, res: str, key: str) -> float:
-        return float(np.mean([d[key] for d in rows[name][res]]))
-
+        jobs += [(f"{s.name}|vpa|{p}", (s, "vpa", {"p": p})) for p in VPA_PERCENTILES]
+        jobs += [(f"{s.name}|static", (s, "static", {})), (f"{s.name}|autopilot", (s, "autopilot", {}))]
+        jobs += [
+            (f"{s.name}|{g}|{r}", (s, "autoloop", {**k, "risk": r})) for g, k in grid.items() for r in risks
+        ]
+    runs, latencies = _collect(series, jobs)
+    names = [s.name for s in series]
+    al = {g: {s: {r: runs[f"{s}|{g}|{r}"] for r in risks} for s in names} for g in grid}
+    vpa = {s: {p: runs[f"{s}|vpa|{p}"] for p in VPA_PERCENTILES} for s in names}
+    vpa_default = {s: vpa[s][TARGET_PERCENTILE] for s in names}
+    chosen = {
+        s: _rs_matched.choose(list(grid), al, vpa_default, [t for t in names if t != s], DEFAULT_RISK)
+        for s in names
+    }
+    held = {s: al[chosen[s]][s] for s in names}
+    print("leave-one-series-out choices:", {g: sum(c == g for c in chosen.values()) for g in grid})
+    out: dict[str, dict[str, float]] = {
+        k: {} for k in ("ratio", "no_change", "p99", "ratio_vpa_at_al", "median")
+    }
+    overrun_vs_risk: dict[str, dict[str, float]] = {f"{r:g}": {} for r in CALIBRATION_RISKS}
+    for group in ("crane", "bitbrains"):
+        members = [s.name for s in series if s.group == group]
+        if not members:
+            continue
+        print(f"real series, {group}: {len(members)} series, held-out scores")
+        print(HEADER)
+        for label, key in (("static", "static"), ("autopilot", "autopilot")):
+            print(_row(label, [d for s in members for d in runs[f"{s}|{key}"]]))
+        for p in (0.8, TARGET_PERCENTILE, 0.95):
+            print(_row(f"vpa p{p:g}", [d for s in members for d in vpa[s][p]]))
+        for r in risks:
+            print(_row(f"autoloop r{r:g} (LOSO)", [d for s in members for d in held[s][r]]))
+        m = _matched_report(group, members, held, vpa)
+        no_change, p99 = _rs_matched.change_stats([d for s in members for d in held[s][DEFAULT_RISK]])
+        out["ratio"][group], out["ratio_vpa_at_al"][group], out["median"][group] = (
+            m["at_vpa"],
+            m["at_autoloop"],
+            m["per_series_median"],
+        )
+        out["no_change"][group], out["p99"][group] = no_change, p99
+        for r in CALIBRATION_RISKS:
+            if r in risks:
+                realised = mean([d for s in members for d in held[s][r]], "exceed")
+                overrun_vs_risk[f"{r:g}"][group] = realised
+                print(
+                    f"  {group:10} risk {r:g}: realised share of time above the request {realised:.4f} ({realised / r:.2f}x)"
+                )
+    crane = [s for s in series if s.group == "crane"]
+    vpa_over = mean([d for s in crane for d in vpa[s.name][TARGET_PERCENTILE]], "overrun")
+    vpa_cost = mean([d for s in crane for d in vpa[s.name][TARGET_PERCENTILE]], "cost")
     print(
-        f"{len(series)} series, {sum(len(v['cpu']) + len(v['memory']) for v in [rows['static']])} workload-days"
+        "clairvoyant cost ratio to VPA at VPA's overrun, Crane series: lower bound / achieved by a DP schedule"
     )
-    header = (
-        f"{'recommender':18} {'res':6} {'slack mean [95% CI]':26} {'slack med':>9} {'overrun %':>9} "
-        f"{'OOM/day':>8} {'chg/day':>8} {'no-chg days':>11} {'p99 chg':>7} {'cost':>6}"
-    )
-    print(header)
-    for name in configs:
-        for res in ("cpu", "memory"):
-            days = rows[name][res]
-            if not days:
-                continue
-            sl = np.array([d["slack"] for d in days])
-            ch = np.array([d["changes"] for d in days])
-            m, lo, hi = bootstrap(sl, np.mean, rng)
-            print(
-                f"{name:18} {res:6} {m:7.3f} [{lo:6.3f},{hi:6.3f}]      {np.median(sl):9.3f} "
-                f"{100 * agg(name, res, 'overrun'):9.3f} {agg(name, res, 'ooms'):8.3f} {ch.mean():8.2f} "
-                f"{np.mean(ch == 0):11.2f} {np.percentile(ch, 99):7.1f} {agg(name, res, 'cost'):6.3f}"
-            )
-
-    vpa, al = "vpa p0.9 m0.15", f"autoloop r{AUTOLOOP_DEFAULT_RISK:g}"
-    vpa_over, vpa_cost = agg(vpa, "cpu", "overrun"), agg(vpa, "cpu", "cost")
-    curve = sorted(
-        (agg(f"autoloop r{r:g}", "cpu", "overrun"), agg(f"autoloop r{r:g}", "cpu", "cost")) for r in risks
-    )
-    xs, ys = np.array([c[0] for c in curve]), np.array([c[1] for c in curve])
-    in_range = bool(xs[0] <= vpa_over <= xs[-1])
-    cost_at = float(np.interp(vpa_over, xs, ys))
-    print(
-        f"VPA default CPU overrun {100 * vpa_over:.3f} %, cost {vpa_cost:.3f}; autoloop curve "
-        f"{[(round(100 * x, 3), round(y, 3)) for x, y in curve]}; interpolated cost {cost_at:.3f}"
-        f"{'' if in_range else ' (VPA overrun outside autoloop curve: clipped)'}"
-    )
-    cpu_series = [s for s in series if s.resource == "cpu"]
-    print("clairvoyant cost ratio to VPA at VPA's CPU overrun: lower bound / achieved by a DP schedule")
-    for max_changes, sweep in _rs_oracle.sweep(cpu_series, WARMUP_DAYS, (1, None)).items():
+    for max_changes, sweep in _rs_oracle.sweep(crane, _rs_replay.WARMUP_DAYS, (1, None)).items():
         for share in (ORACLE_CHANGE_DAYS, 1.0):
             low, achieved = _rs_oracle.bounds(sweep, vpa_over, share)
             per_day = "1 change" if max_changes == 1 else "any changes"
             print(
                 f"  {per_day:11} on <= {100 * share:3.0f} % of days: {low / vpa_cost:.3f} / {achieved / vpa_cost:.3f}"
             )
-    all_al = rows[al]["cpu"] + rows[al]["memory"]
-    ch = np.array([d["changes"] for d in all_al])
-    vpa_mem_ooms = sum(d["ooms"] for d in rows[vpa]["memory"])
-    al_mem_ooms = sum(d["ooms"] for d in rows[al]["memory"])
-    print(
-        f"memory OOM-like events: VPA {vpa_mem_ooms:.0f}, autoloop {al_mem_ooms:.0f}; elapsed {time.perf_counter() - t_start:.0f}s"
+    all_held = [d for s in names for d in held[s][DEFAULT_RISK]]
+    all_vpa = [d for s in names for d in vpa_default[s]]
+    pooled = _rs_matched.ratio_at_vpa({r: [d for s in names for d in held[s][r]] for r in risks}, all_vpa)
+    no_change, p99 = _rs_matched.change_stats(all_held)
+    head: dict[str, object] = {
+        "cost_ratio_at_vpa_overrun": round(pooled.value, 4),
+        "overrun_ratio_vs_vpa": round(mean(all_held, "overrun") / mean(all_vpa, "overrun"), 4),
+        "mean_slack": round(mean(all_held, "slack"), 4),
+        "days_without_change": round(no_change, 4),
+        "p99_changes_per_day": round(p99, 2),
+        "cost_ratio_at_vpa_overrun_by_set": {k: round(v, 4) for k, v in out["ratio"].items()},
+        "vpa_cost_ratio_at_autoloop_overrun_by_set": {
+            k: round(v, 4) for k, v in out["ratio_vpa_at_al"].items()
+        },
+        "per_series_median_cost_ratio_by_set": {k: round(v, 4) for k, v in out["median"].items()},
+        "days_without_change_by_set": {k: round(v, 4) for k, v in out["no_change"].items()},
+        "p99_changes_per_day_by_set": {k: round(v, 2) for k, v in out["p99"].items()},
+    }
+    head["overrun_vs_risk"] = {r: {k: round(v, 4) for k, v in d.items()} for r, d in overrun_vs_risk.items()}
+    return head, latencies, vpa_cost
+
+
+def _generated(quick: bool, risks: tuple[float, ...]) -> tuple[float, list[float]]:
+    """The second table: generated series, default hyperparameters; returns the OOM ratio."""
+    series = (
+        _rs_series.generate(days=6, seed=1)
+        if quick
+        else _rs_series.generate(12, 1) + _rs_series.generate(12, 2)
     )
-    vpa_all_over = np.mean([d["overrun"] for d in rows[vpa]["cpu"] + rows[vpa]["memory"]])
-    al_all_over = np.mean([d["overrun"] for d in all_al])
+    jobs: list[tuple[str, Job]] = []
+    for s in series:
+        jobs += [
+            (f"{s.name}|vpa", (s, "vpa", {"p": TARGET_PERCENTILE})),
+            (f"{s.name}|autopilot", (s, "autopilot", {})),
+        ]
+        jobs += [(f"{s.name}|static", (s, "static", {}))]
+        jobs += [(f"{s.name}|{r}", (s, "autoloop", {"risk": r})) for r in risks]
+    runs, latencies = _collect(series, jobs)
+    print(f"generated series: {len(series)} (default hyperparameters)")
+    print(HEADER)
+    pick: Callable[[str, str], Days] = lambda res, key: [  # noqa: E731
+        d for s in series if s.resource == res for d in runs[f"{s.name}|{key}"]
+    ]
+    for res in ("cpu", "memory"):
+        for key in ("static", "autopilot", "vpa", f"{DEFAULT_RISK}"):
+            print(_row(f"{key if key != str(DEFAULT_RISK) else 'autoloop r' + key} {res}", pick(res, key)))
+    cpu_al = {r: pick("cpu", f"{r}") for r in risks}
+    m = _rs_matched.ratio_at_vpa(cpu_al, pick("cpu", "vpa"))
+    print(
+        f"  generated CPU: autoloop cost at VPA's overrun {m.value:.3f}x VPA's{' (clipped)' if m.clipped else ''}"
+    )
+    vpa_ooms = sum(d["ooms"] for d in pick("memory", "vpa"))
+    al_ooms = sum(d["ooms"] for d in pick("memory", f"{DEFAULT_RISK}"))
+    print(f"  memory OOM-like events: VPA {vpa_ooms:.0f}, autoloop {al_ooms:.0f}")
+    return (al_ooms + 1) / (vpa_ooms + 1), latencies
+
+
+def run(quick: bool, data: str | None = None) -> dict[str, object]:
+    t0 = time.perf_counter()
+    risks = QUICK_RISKS if quick else AUTOLOOP_RISKS
+    head, latencies, _ = _real(quick, data, risks)
+    oom_ratio, gen_latencies = _generated(quick, risks)
+    print(f"elapsed {time.perf_counter() - t0:.0f}s")
     return {
-        "cost_ratio_at_vpa_overrun": round(cost_at / vpa_cost, 4),
-        "overrun_ratio_vs_vpa": round(float(al_all_over / vpa_all_over), 4),
+        **head,
         # Add-one ratio: defined (and honest) when VPA has no event at all.
-        "oom_events_ratio_vs_vpa": round((al_mem_ooms + 1) / (vpa_mem_ooms + 1), 4),
-        "mean_slack": round(float(np.mean([d["slack"] for d in all_al])), 4),
-        "days_without_change": round(float(np.mean(ch == 0)), 4),
-        "p99_changes_per_day": round(float(np.percentile(ch, 99)), 2),
-        "decision_latency_p99_ms": round(1000 * float(np.percentile(latencies, 99)), 3),
+        "oom_events_ratio_vs_vpa": round(oom_ratio, 4),
+        "decision_latency_p99_ms": round(1000 * float(np.percentile(latencies + gen_latencies, 99)), 3),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer, shorter series (< 1 min)")
     parser.add_argument(
-        "--seeds",
-        type=lambda text: tuple(int(k) for k in text.split(",")),
-        default=(),
-        help="replay only generated series of these seeds, e.g. 3,4,5,6 (unseen series)",
+        "--quick", action="store_true", help="fewer, shorter series, a smaller grid (< 1 min)"
     )
+    parser.add_argument("--data", default=None, help="data root (default: $AUTOLOOP_DATA or ../shared/data)")
     args = parser.parse_args()
-    print(json.dumps(run(args.quick, args.seeds)))
+    print(json.dumps(run(args.quick, args.data)))
 
 
 if __name__ == "__main__":

@@ -119,36 +119,25 @@ PROFILE_CANDIDATES: Final[frozenset[str]] = frozenset(
 # exp(-(loss / best loss - 1) / T) from their held-out pinball loss at that level (an exponentially
 # weighted forecaster, Cesa-Bianchi & Lugosi, "Prediction, Learning, and Games", 2006, section 2.1,
 # on relative loss). T = 0.1: a rule 10 % worse than the best weighs 1/e of it, 30 % worse 5 %.
-# Measured (bench/forecast day ahead, generated series of bench/_rs_series.py): 0.05 and 0.2-0.4
-# gave about the same, T >= 1 (near-equal averaging) and per-level best (T -> 0) were worse.
 COMBINATION_TEMPERATURE: Final[float] = 0.1
-# ...with held-out losses discounted by age (discounted regret, Cesa-Bianchi & Lugosi 2006,
-# chapter 2): an origin this many horizons older than the last counts half, so the weights follow
-# the rules that work now, after a step or a new weekly regime. Measured (day ahead; traces / generated seeds 1-2, 5-6, 9): no discount 13.0 / 13.8 /
-# 3.5 / -2.1 %; half-life 6 horizons 12.9 / 14.2 / 3.7 / -0.9; 2: 13.0 / 14.7 / 4.7 / 1.5;
-# 1: 13.6 / 15.1 / 7.1 / 2.7; 0.5: 12.3 / 11.9 / 11.3 / 0.4.
+# ...with held-out losses discounted by age (discounted regret, same book, chapter 2): an origin one
+# horizon older than the last counts half, so the weights follow the rules that work now.
 COMBINATION_HALF_LIFE_HORIZONS: Final[float] = 1.0
-# Long horizons: the held-out origins are split into blocks spanning this fraction of the horizon
-# (6 h at a day ahead); a fixed rule's offsets in a block come from the errors observed before the
-# block starts (conformal calibration over time). Measured on bench/forecast day ahead and the
-# generated series: 8 blocks per holdout (about a day each) scored 3-4 points worse than blocks of
-# 4-6 h, as early blocks are calibrated on errors a day staler than needed.
+# Long horizons: the held-out origins are split into blocks spanning this fraction of the horizon;
+# a fixed rule's offsets in a block come from the errors observed before the block starts
+# (conformal calibration over time, never from errors not yet seen).
 ONLINE_CALIBRATION_BLOCK_FRACTION: Final[float] = 0.25
-# ...at most this many blocks (24 and 64 blocks scored alike on the bench), each calibrated on
-# history origins thinned evenly so each step's pooled residuals (origins x pooled steps) number
-# at most ONLINE_CALIBRATION_POOL_VALUES (plenty for a 5 % quantile): at fine steps (a day at
-# 5 minutes: 288 steps pooled over 59) the fit stays within a few seconds.
+# ...at most this many blocks, each calibrated on history origins thinned evenly so each step's
+# pooled residuals number at most ONLINE_CALIBRATION_POOL_VALUES (plenty for a 5 % quantile).
 ONLINE_CALIBRATION_MAX_BLOCKS: Final[int] = 24
 ONLINE_CALIBRATION_POOL_VALUES: Final[int] = 4000
 # Long horizons: a level shift by at least this factor (the median of the day after a point against
 # the day before it) that holds to the end of the series starts a new regime, and the history
 # before it is rescaled to the new level: profiles and error histories at another level mislead
-# every rule (an additive profile mixes both levels for a week, offsets carry the step itself),
-# while the daily shape and the relative noise carry over. Day medians of the ten shared traces
-# and of bench/_rs_series' generated kinds move by at most 2.6x outside bursts, besides one 100x
-# step; the factor sits above that. A shift to a level already seen earlier in the history (a
-# weekend, a recurring batch) is not a new regime, nor is one that has not yet lasted a day (a
-# burst).
+# every rule, while the daily shape and the relative noise carry over. A shift to a level already
+# seen earlier in the history (a weekend, a recurring batch) is not a new regime, nor is one that
+# has not yet lasted a day (a burst). How the constants in this block were measured:
+# docs/benchmarks/forecast.md, "Constants of the forecaster".
 REGIME_SHIFT_FACTOR: Final[float] = 3.0
 # Candidates with fitted parameters (the others are fixed rules).
 TRAINED: Final[frozenset[str]] = frozenset({"gbm", "ensemble"})
