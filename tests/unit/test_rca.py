@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -201,7 +200,8 @@ def test_to_dict_is_json_safe_and_bounded() -> None:
     assert result.summary().startswith("likely root cause db")
 
 
-def test_fifty_services_one_hour_in_under_a_second() -> None:
+def test_fifty_services_in_a_chain_find_the_one_at_the_end() -> None:
+    """Speed is bench/rca's (50 services x 1 h, timed side by side); here only the answer."""
     rng = np.random.default_rng(8)
     t = np.arange(240) * STEP
     series = {
@@ -214,12 +214,8 @@ def test_fifty_services_one_hour_in_under_a_second() -> None:
     t_lat = series["svc-49"]["latency_ms"][1]
     t_lat[180:] *= 2.0
     graph = {f"svc-{i}": [f"svc-{i + 1}"] for i in range(49)}
-    started = time.perf_counter()
     result = rca.analyze(series, graph, onset=float(t[180]))
-    elapsed = time.perf_counter() - started
     assert result.top is not None and result.top.service == "svc-49"
-    # The target is < 1 s on a quiet machine; the assertion leaves room for a shared CI runner.
-    assert elapsed < 2.0
 
 
 def test_slow_leak_below_the_detector_is_still_evidence() -> None:

@@ -12,7 +12,8 @@ Method, per series, tuned for few false alarms:
    service's relative load, each term kept only when significant; daily seasonality seen through
    a one-hour window is a slope rather than an alarm, and a load spike inside the reference does
    not drag the fit.
-2. Robust z-score: residual / (1.4826 * MAD of reference residuals), never capped; the scale is
+2. Robust z-score: residual / (1.4826 * MAD of reference residuals; 1.2533 * mean absolute
+   deviation when more than half the reference sits on one value), never capped; the scale is
    at least the metric's resolution (its smallest step in the reference) and 0.1 % of its level,
    so a near-constant series gives finite scores (and is marked low-confidence).
 3. Alarm (causal: never using a later sample) when three consecutive samples exceed
@@ -34,7 +35,7 @@ from the name by `metric_kind` and only steers load explanation and root-cause t
 
 Rooms, each owning one step (the names below are re-exported here, the package's only facade):
 `samples` (input types, metric kinds, cleaning), `robust` (MAD, robust regression, running
-median), `levels` (level shifts inside a reference), `baselines` (seasonal profile or robust
+median), `calibrating` (optional reference-calibrated thresholds), `levels` (level shifts inside a reference), `baselines` (seasonal profile or robust
 level + trend + load), `scoring` (robust z per series), `demand` (what load explains), `alarms`
 (causal alarms, change times, shapes), `reports` (`Anomaly`, `DetectionReport`) and `detecting`
 (`AnomalyDetector`, `detect`).
@@ -42,7 +43,7 @@ level + trend + load), `scoring` (robust z per series), `demand` (what load expl
 
 from __future__ import annotations
 
-from autoloop.engines.anomaly import levels
+from autoloop.engines.anomaly import calibrating, levels
 from autoloop.engines.anomaly.alarms import (
     END_QUIET_SAMPLES,
     STRONG_FACTOR,
@@ -50,6 +51,7 @@ from autoloop.engines.anomaly.alarms import (
     classify_shape,
     cusum_start,
     find_alarms,
+    find_single,
 )
 from autoloop.engines.anomaly.baselines import SEASONAL_BINS, TERM_T_STAT
 from autoloop.engines.anomaly.demand import LOAD_LAG_SAMPLES, load_explained
@@ -116,11 +118,13 @@ __all__ = [
     "SeriesScore",
     "ServiceSeries",
     "Shape",
+    "calibrating",
     "classify_shape",
     "clean_series",
     "cusum_start",
     "detect",
     "find_alarms",
+    "find_single",
     "is_counter",
     "json_safe",
     "load_explained",

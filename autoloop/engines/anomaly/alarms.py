@@ -128,6 +128,25 @@ def find_alarms(
     return alarms
 
 
+def find_single(
+    z: samples.FloatArray,
+    *,
+    first: int,
+    level: float,
+    z_end: float,
+    blocked: npt.NDArray[np.bool_] | None = None,
+) -> Alarm | None:
+    """The first sample of `z[first:]` beyond `level` on either side, as an alarm of one sample
+    (ending once `END_QUIET_SAMPLES` are back inside `z_end`); None when there is none."""
+    zz = np.where(blocked, 0.0, z) if blocked is not None else z
+    hits = np.flatnonzero(np.abs(zz[first:]) >= level)
+    if hits.size == 0:
+        return None
+    i = first + int(hits[0])
+    direction = 1 if zz[i] > 0 else -1
+    return Alarm(direction, i, i, _alarm_end(zz, i, direction, z_end))
+
+
 def classify_shape(z: samples.FloatArray, alarm: Alarm) -> samples.Shape:
     """Burst if it ended, spike if it ended within three samples, ramp if growing, else step."""
     stop = alarm.end if alarm.end is not None else z.size

@@ -13,11 +13,20 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from autoloop.engines.anomaly import alarms, demand, reports, robust, samples, scoring
+from autoloop.engines.anomaly import alarms, calibrating, demand, reports, robust, samples, scoring
 
 
 class AnomalyDetector:
-    """Per-series robust detector; parameters are chosen for few false alarms (see the package doc)."""
+    """Per-series robust detector; parameters are chosen for few false alarms (see the package doc).
+
+    reference_rank: when set, every series' z is first scaled down so that the reference's
+        `reference_rank`-th most extreme stretch as long as the tested part sits at `z_threshold`
+        (`calibrating`): with n such stretches in the reference, a tested part like them alarms
+        with probability at most reference_rank / (n + 1). None: the robust scale alone.
+    single_factor: when set, one sample beyond `single_factor * z_threshold` also alarms (on z
+        calibrated for single samples when `reference_rank` is set): for series whose anomalies
+        are isolated samples. None: a single wild scrape never alarms.
+    """
 
     def __init__(
         self,
@@ -34,6 +43,8 @@ class AnomalyDetector:
         test_fraction: float = 0.25,
         multivariate: bool = False,
         random_state: int | None = 0,
+        reference_rank: int | None = None,
+        single_factor: float | None = None,
     ) -> None:
         self.z_threshold = z_threshold
         self.cusum_drift = cusum_drift
@@ -47,6 +58,8 @@ class AnomalyDetector:
         self.test_fraction = test_fraction
         self.multivariate = multivariate
         self.random_state = random_state
+        self.reference_rank = reference_rank
+        self.single_factor = single_factor
 
     def score_service(
         self, metrics: Mapping[str, samples.SeriesInput], *, reference_end: float
@@ -76,6 +89,42 @@ class AnomalyDetector:
             for name, s in scores.items()
         }
 
+    def alarm_z(self, z: samples.FloatArray, first: int, *, single: bool = False) -> samples.FloatArray:
+        """The z-scores an alarm rule reads: reference-calibrated when `reference_rank` is set."""
+        if self.reference_rank is None:
+            return z
+        return calibrating.calibrated(
+            z, first, z_threshold=self.z_threshold, rank=self.reference_rank, single=single
+        )
+
+    def series_alarms(
+        self, z: samples.FloatArray, first: int, *, blocked: npt.NDArray[np.bool_] | None = None
+    ) -> list[alarms.Alarm]:
+        """The alarms of one scored series from index `first` on (samples `blocked` by load count
+        as zero): runs and CUSUM, and one-sample alarms when `single_factor` is set."""
+        found = alarms.find_alarms(
+            self.alarm_z(z, first),
+            first=first,
+            z_threshold=self.z_threshold,
+            cusum_drift=self.cusum_drift,
+            cusum_limit=self.cusum_limit,
+            z_end=self.z_end,
+            blocked=blocked,
+        )
+        if self.single_factor is None:
+            return found
+        one = alarms.find_single(
+            self.alarm_z(z, first, single=True),
+            first=first,
+            level=self.single_factor * self.z_threshold,
+            z_end=self.z_end,
+            blocked=blocked,
+        )
+        inside = one is not None and any(
+            a.start <= one.detected and (a.end is None or one.detected < a.end) for a in found
+        )
+        return sorted([*found, one] if one is not None and not inside else found, key=lambda a: a.detected)
+
     def detect(
         self, series: samples.ServiceSeries, *, test_start: float | None = None
     ) -> reports.DetectionReport:
@@ -91,15 +140,7 @@ class AnomalyDetector:
                 if not s.valid or s.t.size < 2:
                     continue
                 first = int(np.searchsorted(s.t, test_start))
-                for alarm in alarms.find_alarms(
-                    s.z,
-                    first=first,
-                    z_threshold=self.z_threshold,
-                    cusum_drift=self.cusum_drift,
-                    cusum_limit=self.cusum_limit,
-                    z_end=self.z_end,
-                    blocked=masks[name],
-                ):
+                for alarm in self.series_alarms(s.z, first, blocked=masks[name]):
                     found.append(self._anomaly(service, s, alarm, load_alarm=s.kind == "load"))
             if self.multivariate:
                 found.extend(self._multivariate(service, scores, test_start))

@@ -1,6 +1,6 @@
 """Robust statistics the detector rests on: MAD, a robust regression, a running median.
 
-Owns: `MAD_TO_SIGMA`, `mad`, `mad_columns`, `robust_fit` (Huber then Tukey biweight) and
+Owns: `MAD_TO_SIGMA`, `MEAN_AD_TO_SIGMA`, `mad`, `mad_columns`, `mean_ad_columns`, `robust_fit` (Huber then Tukey biweight) and
 `median3`.
 Must never: know about services, metric kinds, baselines or alarms; these are plain statistics.
 """
@@ -16,6 +16,8 @@ from autoloop.engines.anomaly import samples
 
 MAD_TO_SIGMA: Final[float] = 1.4826
 """MAD of a normal sample times this is its standard deviation."""
+MEAN_AD_TO_SIGMA: Final[float] = 1.2533
+"""sqrt(pi / 2): the mean absolute deviation of Gaussian noise times this is its standard deviation."""
 
 
 def mad(x: samples.FloatArray) -> float:
@@ -28,6 +30,16 @@ def mad_columns(r: samples.FloatArray, mask: npt.NDArray[np.bool_] | None = None
         return np.asarray(np.median(np.abs(r - np.median(r, axis=0)), axis=0), dtype=float)
     kept = np.where(mask, r, np.nan)
     return np.asarray(np.nanmedian(np.abs(kept - np.nanmedian(kept, axis=0)), axis=0), dtype=float)
+
+
+def mean_ad_columns(r: samples.FloatArray, mask: npt.NDArray[np.bool_] | None = None) -> samples.FloatArray:
+    """Mean absolute deviation from the median of each column, over the rows `mask` keeps: the
+    spread that a series whose MAD is zero (mostly one value, such as bytes written by an idle
+    disk, with bursts) still has."""
+    kept = r if mask is None else np.where(mask, r, np.nan)
+    with np.errstate(all="ignore"):
+        out = np.nanmean(np.abs(kept - np.nanmedian(kept, axis=0)), axis=0)
+    return np.asarray(np.nan_to_num(out), dtype=float)
 
 
 def robust_fit(

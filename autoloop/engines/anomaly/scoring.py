@@ -124,11 +124,19 @@ def score_many(
     load = _load_regressors(t, values, metrics, n_ref, loads)
     expected, load_part, fitted_on = baselines.baseline(t, values, n_ref, period_s, load)
     y_ref = values[:n_ref]
-    mad = robust.mad_columns(y_ref - expected[:n_ref], fitted_on)
+    residual = y_ref - expected[:n_ref]
+    mad = robust.mad_columns(residual, fitted_on)
+    # More than half the reference on one value (MAD zero) still has a spread: the mean absolute
+    # deviation, as the modified z-score does then (IBM SPSS Modeler; Iglewicz & Hoaglin 1993).
+    sigma = np.where(
+        mad > 0,
+        robust.MAD_TO_SIGMA * mad,
+        robust.MEAN_AD_TO_SIGMA * robust.mean_ad_columns(residual, fitted_on),
+    )
     level = np.abs(np.median(y_ref, axis=0))
     floor = np.maximum(np.maximum(RELATIVE_SCALE_FLOOR * level, resolution(y_ref)), ABSOLUTE_SCALE_FLOOR)
-    degenerate = robust.MAD_TO_SIGMA * mad < floor
-    scale = np.maximum(robust.MAD_TO_SIGMA * mad, floor)
+    degenerate = sigma < floor
+    scale = np.maximum(sigma, floor)
     z = (values - expected) / scale
     return [
         SeriesScore(
