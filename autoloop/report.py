@@ -286,7 +286,31 @@ def explain_plan(obj: dict[str, Any]) -> str:
         "progress:",
         _table([["NODE", "STEP", "STARTED", "EVICTED", "MESSAGE"], *steps]) if steps else "  no node started",
     ]
+    routes = [
+        [
+            r["route"],
+            r["phase"],
+            _weights(r.get("original")),
+            _weights(r.get("applied") or r.get("target")),
+            r.get("message", "")[:60],
+        ]
+        for r in status.get("routes", [])
+    ]
+    if routes:
+        lines += [
+            "",
+            "routing (weights before -> now):",
+            _table([["ROUTE", "PHASE", "BEFORE", "NOW", "WHY"], *routes]),
+        ]
     return "\n".join(lines)
+
+
+def _weights(backends: list[dict[str, Any]] | None) -> str:
+    """A route's weights as `a=50 b=50` (Service names, rule-local)."""
+    return (
+        " ".join(f"{b['service'].rpartition('/')[2] or b['index']}={b['weight']}" for b in backends or [])
+        or "-"
+    )
 
 
 def explain_any(obj: dict[str, Any], *, decisions: int = 10) -> str:

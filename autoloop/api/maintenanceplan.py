@@ -21,6 +21,8 @@ from autoloop.api.common import (
     StatusBase,
     qualified_key_problem,
 )
+from autoloop.api.maintenance_prediction import Prediction, PredictionStatus
+from autoloop.api.maintenance_routing import RouteState, Routing
 
 TIME_OF_DAY_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
@@ -271,6 +273,14 @@ class MaintenancePlanSpec(ApiModel):
         default=False, description="Delete pods whose eviction a PDB keeps refusing after the drain timeout."
     )
     interval: Duration = Field(default="1m", description="How often the plan is re-evaluated (at least 1s).")
+    routing: Routing = Field(
+        default_factory=Routing,
+        description="HTTPRoutes and VirtualServices whose weights move off a node before its drain.",
+    )
+    prediction: Prediction = Field(
+        default_factory=Prediction,
+        description="Extra node signals, and learning the failure model from the cluster's own history.",
+    )
 
     @field_validator("max_concurrent")
     @classmethod
@@ -315,6 +325,14 @@ class MaintenancePlanStatus(StatusBase):
     nodes_at_risk: int | None = None
     in_progress: int | None = None
     solver: str | None = None
+    routes: list[RouteState] = Field(
+        default_factory=list,
+        description="Routes the plan shifted (with the weights to restore), or would shift in Recommend.",
+        json_schema_extra={"maxItems": 32},
+    )
+    prediction: PredictionStatus | None = Field(
+        default=None, description="The failure model in use and its measured precision on the cluster's past."
+    )
 
 
 class MaintenancePlan(ApiModel):

@@ -1,8 +1,9 @@
 """MaintenancePlan's planning half: read node metrics, predict failures, solve the schedule.
 
-Contract: `observe(source, nodes, horizon_hours=..., now=...) -> Observation` (predictions per node,
-or why there are none) and `plan_schedule(p, clients, nodes, obs, skip=...)`, which fills
-`status.schedule`, `status.solver` and the `Scheduled` condition. No step of the execution is here
+Contract: `observe(source, nodes, horizon_hours=..., now=..., model=..., signals=...) -> Observation`
+(predictions per node with the given model, by default the simulator prior, or why there are none;
+which model a plan uses is `failure_learning`'s choice) and `plan_schedule(p, clients, nodes, obs,
+skip=...)`, which fills `status.schedule`, `status.solver` and the `Scheduled` condition. No step of the execution is here
 (see `maintenanceplan`): planning never touches a node.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -17,6 +19,7 @@ from typing import Any, Final
 import numpy as np
 
 from autoloop.api.common import parse_duration, rfc3339
+from autoloop.api.maintenance_prediction import Signal, signal_query
 from autoloop.api.maintenanceplan import MaintenancePlan, MaintenancePlanStatus, NodeRisk, ScheduledSlot
 from autoloop.engines import failure
 from autoloop.engines import schedule as sc
@@ -46,10 +49,11 @@ HEALTH_QUERY: Final = "vector(1)"
 SOLVERS: Final[dict[str, sc.SolverName]] = {"Auto": "Auto", "CPSAT": "CPSAT", "Annealing": "Annealing"}
 
 
-def node_queries(node: str) -> dict[str, str]:
-    """The predictor's inputs for one node (node-exporter `instance`, kube-state-metrics `node`)."""
+def node_queries(node: str, signals: Sequence[Signal] = ()) -> dict[str, str]:
+    """The predictor's inputs for one node (node-exporter `instance`, kube-state-metrics `node`),
+    then the plan's own signals (`spec.prediction.signals`; one named like a built-in replaces it)."""
     n = escape_label_value(node)
-    return {
+    builtin = {
         failure.DISK_AVAIL: f'node_filesystem_avail_bytes{{instance="{n}",mountpoint="/"}}',
         failure.DISK_SIZE: f'node_filesystem_size_bytes{{instance="{n}",mountpoint="/"}}',
         failure.MEM_AVAIL: f'node_memory_MemAvailable_bytes{{instance="{n}"}}',
@@ -66,6 +70,12 @@ def node_queries(node: str) -> dict[str, str]:
             f'kube_node_status_condition{{node="{n}",condition="MemoryPressure",status="true"}}'
         ),
     }
+    return builtin | {s.name: signal_query(s, n) for s in signals}
+
+
+def ready_query(node: str) -> str:
+    """The node's Ready condition from kube-state-metrics: 1 Ready, 0 NotReady or Unknown."""
+    return f'kube_node_status_condition{{node="{escape_label_value(node)}",condition="Ready",status="true"}}'
 
 
 # -- observe and predict --------------------------------------------------------------------------
@@ -96,12 +106,20 @@ def predictor(horizon_hours: float) -> failure.FailurePredictor:
         return _predictors[horizon_hours]
 
 
-def fetch_series(source: MetricSource, node: str, *, now: float) -> failure.NodeSeries | None:
-    """A node's metric history, or None when Prometheus has none of it; MetricsUnavailable when down."""
-    start = now - failure.LOOKBACK_HOURS * 3600.0
+def fetch_series(
+    source: MetricSource,
+    node: str,
+    *,
+    now: float,
+    signals: Sequence[Signal] = (),
+    hours: float = failure.LOOKBACK_HOURS,
+) -> failure.NodeSeries | None:
+    """A node's metric history over the last `hours`, or None when Prometheus has none of it;
+    MetricsUnavailable when down. A signal without data (or with several series) is missing."""
+    start = now - hours * 3600.0
     timestamps = None
     metrics: dict[str, Any] = {}
-    for name, query in node_queries(node).items():
+    for name, query in node_queries(node, signals).items():
         try:
             series = source.range(query, start=start, end=now, step=RANGE_STEP_SECONDS)
         except MetricsUnavailable as exc:
@@ -131,14 +149,28 @@ class Observation:
     """Why metrics could not be read at all (Prometheus down), or None."""
 
 
-def observe(source: MetricSource, nodes: list[kube.Node], *, horizon_hours: float, now: float) -> Observation:
+def observe(
+    source: MetricSource,
+    nodes: list[kube.Node],
+    *,
+    horizon_hours: float,
+    now: float,
+    model: failure.FailurePredictor | None = None,
+    signals: Sequence[Signal] = (),
+) -> Observation:
+    """Predict every node with `model` (default: the prior, `predictor(horizon_hours)`)."""
     try:
         source.instant(HEALTH_QUERY)
-        series = [s for s in (fetch_series(source, n.name, now=now) for n in nodes) if s is not None]
+        series = [
+            s
+            for s in (fetch_series(source, n.name, now=now, signals=signals) for n in nodes)
+            if s is not None
+        ]
     except MetricsUnavailable as exc:
         return Observation({}, [n.name for n in nodes], f"{exc.reason}: {exc.message}")
     found = {s.name for s in series}
-    predictions = {p.node: p for p in predictor(horizon_hours).predict(series, now=now)} if series else {}
+    model = model if model is not None else predictor(horizon_hours)
+    predictions = {p.node: p for p in model.predict(series, now=now)} if series else {}
     unknown = sorted(n.name for n in nodes if n.name not in found or not predictions[n.name].available)
     return Observation({k: v for k, v in predictions.items() if v.available}, unknown, None)
 

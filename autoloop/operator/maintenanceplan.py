@@ -24,7 +24,7 @@ from typing import Any, Final
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from autoloop.api.common import GROUP, VERSION, Mode, parse_duration, parse_time, rfc3339
+from autoloop.api.common import GROUP, VERSION, Mode, now_utc, parse_duration, parse_time, rfc3339
 from autoloop.api.maintenanceplan import (
     Actions,
     MaintenancePlan,
@@ -34,12 +34,11 @@ from autoloop.api.maintenanceplan import (
 )
 from autoloop.metrics.queries import QueryRefused, check_query, escape_label_value
 from autoloop.metrics.source import MetricSource, MetricsUnavailable
-from autoloop.operator import draining, kube, telemetry, wiring
+from autoloop.operator import draining, failure_learning, kube, routing, telemetry, wiring
 from autoloop.operator.maintenance_planning import (
     DEFAULT_HORIZON_HOURS,
     Observation,
     PlanPass,
-    observe,
     plan_schedule,
     predictor,
     risk_entries,
@@ -78,7 +77,7 @@ def spec_problems(plan: MaintenancePlan, namespace: str) -> list[str]:
                 check_query(blocker.query)
             except QueryRefused as exc:
                 problems.append(f"blockers[{i}]: {exc}")
-    return problems
+    return problems + failure_learning.signal_problems(plan)
 
 
 def next_window(plan: MaintenancePlan, now: datetime) -> datetime | None:
@@ -279,9 +278,25 @@ class Executor:
         draining.uncordon(self.clients, entry.node, owner=self.owner)
         return True
 
+    def route_away(self) -> bool:
+        """Move routed traffic off the nodes in maintenance before their pods go; True when done."""
+        end = time.monotonic() + DRAIN_PASS_SECONDS
+        running = frozenset(e.node for e in active(self.p.status.progress))
+        busy = routing.about_to_drain(self.p, self.clients, running, now=self.now())
+        while (wait := routing.Router(self.p, self.clients, now=self.now()).shift(busy)) is not None:
+            if time.monotonic() + wait > end:
+                return False
+            time.sleep(wait)
+        return True
+
     def drain(self, entry: NodeProgress) -> bool:
         spec = self.plan.spec
+        if spec.routing.routes and not self.route_away():
+            self.save()
+            return False
         since = parse_time(entry.updated_at or rfc3339(self.now()))
+        # A routed node's drain (and its timeout) starts when its traffic has moved.
+        since = max([since, *routing.shifted_at(self.p.status, entry.node)])
         timeout = parse_duration(spec.drain.timeout)
         retry = parse_duration(spec.drain.retry_interval).total_seconds()
         budget_end = time.monotonic() + DRAIN_PASS_SECONDS
@@ -447,6 +462,10 @@ def advance_and_start(p: PlanPass, run: Executor, nodes: list[kube.Node], obs: O
     for entry in p.status.progress:
         if entry.step in TERMINAL_STEPS and entry.node in held:
             run.release(entry)
+    if spec.routing.routes:  # routes return once their nodes are done, uncordoned and Ready
+        ready = {n.name for n in nodes if n.ready and not n.unschedulable}
+        busy = frozenset(e.node for e in active(p.status.progress)) | routing.scheduled_now(p, run.now())
+        routing.Router(p, run.clients, now=run.now()).settle(busy, ready=ready)
     labels = {n.name: n.labels for n in nodes}
     limit = concurrency_limit(spec.max_concurrent, len(nodes))
     groups = {
@@ -523,7 +542,7 @@ def run_pass(p: PlanPass, memo: kopf.Memo) -> None:
         p.condition("WindowsOpen", "True", "Scheduled", f"next window starts {rfc3339(upcoming)}")
     horizon_hours = parse_duration(plan.spec.horizon).total_seconds() / 3600.0
     with telemetry.timed_step(KIND, "predict"):
-        obs = observe(source, nodes, horizon_hours=horizon_hours, now=p.now.timestamp())
+        obs = failure_learning.observe(p, memo, nodes, horizon_hours=horizon_hours)
     p.status.predictions = risk_entries(obs.predictions)
     telemetry.failure_risk(p.name, {r.node: r.probability for r in p.status.predictions})
     p.status.nodes_at_risk = sum(
@@ -566,13 +585,25 @@ def run_pass(p: PlanPass, memo: kopf.Memo) -> None:
     )
     if plan.spec.mode == Mode.AUTO:
         if check_blockers(p, source):
+            restore_routes(p, clients)
             p.status.phase = "Blocked"
             p.status.message = "blocked: no step starts while a blocker fires"
         else:
             with telemetry.timed_step(KIND, "execute"):
                 execute(p, clients, nodes, obs)
             p.status.phase = "Maintaining" if active(p.status.progress) else "Planning"
+    elif plan.spec.routing.routes and p.status.schedule:
+        routing.recommend(p, clients, min(p.status.schedule, key=lambda s: s.start).node)
     report(p)
+
+
+def restore_routes(p: PlanPass, clients: kube.Clients) -> None:
+    """While a blocker fires no step runs: routed traffic goes back to where it was meanwhile."""
+    if any(s.phase in routing.ACTIVE for s in p.status.routes):
+        try:
+            routing.Router(p, clients, now=p.now).settle(frozenset(), ready=set(), everything=True)
+        except kube.Conflict as exc:
+            p.event("Warning", "Conflict", f"{exc}; routes restored next pass")
 
 
 def select_nodes(p: PlanPass, clients: kube.Clients) -> list[kube.Node]:
@@ -603,9 +634,16 @@ reconcile = wiring.make_reconciler(
 
 
 def release_nodes(
-    *, status: kopf.Status, namespace: str | None, name: str, memo: Any, logger: kopf.Logger, **_: Any
+    *,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    namespace: str | None,
+    name: str,
+    memo: Any,
+    logger: kopf.Logger,
+    **_: Any,
 ) -> None:
-    """On deletion, uncordon every node this plan cordoned and did not finish."""
+    """On deletion, uncordon every node this plan cordoned and did not finish; restore its routes."""
     clients: kube.Clients = memo.clients
     owner = kube.object_key(namespace or "", name)
     progress: list[dict[str, Any]] = list(dict(status or {}).get("progress") or [])
@@ -614,6 +652,12 @@ def release_nodes(
             continue
         if draining.uncordon(clients, entry["node"], owner=owner):
             logger.info(f"uncordoned {entry['node']}: plan {owner} deleted mid-maintenance")
+    routes = [r for r in dict(status or {}).get("routes") or [] if r.get("phase") in routing.ACTIVE]
+    if routes:
+        plan = MaintenancePlan.model_validate({"spec": dict(spec)})
+        kept = MaintenancePlanStatus.model_validate(dict(status or {}))
+        restored = routing.release(plan=plan, status=kept, name=name, clients=clients, now=now_utc())
+        logger.info(f"restored routes {', '.join(restored) or 'none'}: plan {owner} deleted")
 
 
 def warm_predictor(**_: Any) -> None:

@@ -1,0 +1,209 @@
+"""MaintenancePlan learns its failure model from the cluster's own history in Prometheus.
+
+A private Prometheus holds 10 days of backfilled history (promtool, as in test_maintenance) of the
+three kwok nodes: healthy node-exporter metrics, a PSU ripple signal that rises for a day before
+each failure, and kube-state-metrics' Ready condition dropping to 0 for 30 min at each failure, a
+failure mode the simulator prior has never seen. At the end, kwok-node-1's ripple has been rising
+for 8 h (about to fail) and kwok-node-0's disk has been filling for a day (what the prior knows,
+and in this cluster never preceded a failure). The operator runs as a real process with the
+shipped RBAC; the plan (Recommend mode: nothing is drained) lists the ripple in
+`spec.prediction.signals`. Before its first training ends the plan predicts with the prior; after
+it, status reports a cluster model that measured better on the cluster's own past than the prior,
+and kwok-node-1 ranks first.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from autoloop.api.common import GROUP
+from autoloop.engines import failure
+from tests.cluster import operator_process as opp
+from tests.unit.test_failure_learning import RIPPLE, RIPPLE_QUERY, PrecursorFleet, precursor_fleet
+
+NODES = ("kwok-node-0", "kwok-node-1", "kwok-node-2")
+ABOUT_TO_FAIL = "kwok-node-1"
+FILLING = "kwok-node-0"
+HISTORY_DAYS = 10.0
+PLAN = "failure-learning"
+
+
+def _openmetrics(data: PrecursorFleet) -> str:
+    """The fleet as node-exporter and kube-state-metrics series (no sample while a node is down)."""
+    families: dict[str, list[str]] = {}
+
+    def add(metric: str, labels: str, ts: np.ndarray, values: np.ndarray) -> None:
+        rows = families.setdefault(metric, [])
+        rows.extend(
+            f"{metric}{{{labels}}} {float(v)!r} {t:.3f}"
+            for t, v in zip(ts, values, strict=True)
+            if np.isfinite(v)
+        )
+
+    names = {
+        failure.DISK_AVAIL: ("node_filesystem_avail_bytes", ',mountpoint="/"'),
+        failure.DISK_SIZE: ("node_filesystem_size_bytes", ',mountpoint="/"'),
+        failure.MEM_AVAIL: ("node_memory_MemAvailable_bytes", ""),
+        failure.MEM_TOTAL: ("node_memory_MemTotal_bytes", ""),
+        failure.TEMP: ("node_hwmon_temp_celsius", ',chip="coretemp",sensor="temp1"'),
+        RIPPLE: (RIPPLE, ""),
+    }
+    for node in NODES:
+        for key, (metric, extra) in names.items():
+            add(
+                metric,
+                f'instance="{node}",job="node-exporter"{extra}',
+                data.timestamps,
+                data.metrics[node][key],
+            )
+        add(
+            "kube_node_status_condition",
+            f'condition="Ready",job="kube-state-metrics",node="{node}",status="true"',
+            data.timestamps,
+            data.ready[node],
+        )
+    lines = []
+    for metric, rows in families.items():
+        lines += [f"# TYPE {metric} gauge", *rows]
+    return "\n".join([*lines, "# EOF"]) + "\n"
+
+
+def _fleet(now: float) -> PrecursorFleet:
+    data = precursor_fleet(NODES, end=now - 60.0, days=HISTORY_DAYS, about_to_fail=ABOUT_TO_FAIL)
+    # The prior's bait: a root filesystem filling for the last day (55 % -> 90 %, full in ~7 h).
+    day = int(24 * 3600 / 300.0)
+    avail = data.metrics[FILLING][failure.DISK_AVAIL]
+    avail[-day:] = data.metrics[FILLING][failure.DISK_SIZE][-day:] * np.linspace(0.45, 0.10, day)
+    return data
+
+
+def _query(url: str, promql: str) -> list[dict[str, Any]]:
+    qs = urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(f"{url}/api/v1/query?{qs}", timeout=10) as resp:
+        return list(json.loads(resp.read())["data"]["result"])
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: Any) -> Iterator[tuple[str, PrecursorFleet]]:
+    work: Path = tmp_path_factory.mktemp("failure-learning-prometheus")
+    data = _fleet(time.time())
+    (work / "history.om").write_text(_openmetrics(data))
+    (work / "data").mkdir()
+    subprocess.run(
+        [
+            "/usr/bin/promtool",
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            "--max-block-duration=24h",  # 10 blocks instead of 120: a faster backfill and start
+            "history.om",
+            "data",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=work,
+        timeout=300,
+    )
+    (work / "prometheus.yml").write_text(yaml.safe_dump({"global": {"scrape_interval": "15s"}}))
+    port = opp.free_port()
+    with (work / "prometheus.log").open("wb") as log:
+        prom = subprocess.Popen(
+            [
+                "/usr/bin/prometheus",
+                f"--config.file={work / 'prometheus.yml'}",
+                f"--storage.tsdb.path={work / 'data'}",
+                "--storage.tsdb.retention.time=3650d",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        opp.wait_until(
+            lambda: _query(
+                url, f'count_over_time({RIPPLE}{{instance="{ABOUT_TO_FAIL}"}}[{int(HISTORY_DAYS)}d])'
+            ),
+            timeout=60,
+            what="backfilled history in the private Prometheus",
+        )
+        yield url, data
+    finally:
+        prom.terminate()
+        try:
+            prom.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            prom.kill()
+            prom.wait()
+
+
+@pytest.fixture
+def operator(control_plane: Any, history: tuple[str, PrecursorFleet], tmp_path: Path) -> Iterator[None]:
+    opp.install(control_plane)
+    op = opp.start(control_plane, history[0], tmp_path)
+    try:
+        yield
+    finally:
+        control_plane.kubectl("delete", "maintenanceplan", PLAN, "--timeout=60s", check=False)
+        op.stop()
+        sys.stderr.write("---- operator log (tail) ----\n" + op.log()[-6000:] + "\n")
+
+
+def test_the_plan_learns_its_clusters_failure_mode(
+    control_plane: Any, history: tuple[str, PrecursorFleet], operator: None
+) -> None:
+    data = history[1]
+    body = {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "MaintenancePlan",
+        "metadata": {"name": PLAN},
+        "spec": {
+            "nodes": list(NODES),
+            "windows": [{"start": "02:00", "end": "04:00"}],
+            "interval": "2s",
+            "prediction": {"signals": [{"name": RIPPLE, "query": RIPPLE_QUERY}], "lookback": "240h"},
+        },
+    }
+    control_plane.kubectl("apply", "-f", "-", input=json.dumps(body))
+    by_prior: list[str] = []
+
+    def learned() -> dict[str, Any] | None:
+        status = control_plane.kubectl_json("get", "maintenanceplan", PLAN).get("status", {})
+        model = (status.get("prediction") or {}).get("model")
+        ranked = [r["node"] for r in status.get("predictions", [])]
+        if model == "Prior" and len(ranked) == len(NODES):
+            by_prior[:] = ranked
+        return status if model == "Cluster" else None
+
+    started = time.monotonic()
+    status = opp.wait_until(learned, timeout=240, interval=1.0, what="a cluster model in the plan's status")
+    sys.stderr.write(f"cluster model after {time.monotonic() - started:.0f}s: {status['prediction']}\n")
+    prediction = status["prediction"]
+    generated = sum(len(v) for v in data.failures.values())
+    assert prediction["version"] == 1 and prediction["failures"] == generated
+    prior, cluster = prediction["prior"], prediction["cluster"]
+    # Measured on the newest part of the cluster's past, which neither model was trained on.
+    assert cluster["prAuc"] > prior["prAuc"] + 0.15, prediction["message"]
+    assert cluster["precision"] >= 0.8 and (
+        prior.get("precision") is None or prior["precision"] < cluster["precision"]
+    )
+    assert prediction["trainedAt"] and prediction["nextTrainingAt"] and prediction["measuredSince"]
+    # The prior flagged the filling disk; the cluster model ranks the node whose ripple rises first.
+    assert by_prior and by_prior[0] == FILLING, by_prior
+    ranked = status["predictions"]
+    assert ranked[0]["node"] == ABOUT_TO_FAIL, ranked
+    assert ranked[0]["probability"] >= 0.5 > max(r["probability"] for r in ranked[1:]), ranked
+    assert any(RIPPLE in reason for reason in ranked[0]["reasons"]), ranked
