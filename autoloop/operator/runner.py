@@ -17,8 +17,10 @@ from autoloop.operator.refits import BackgroundRefits
 from autoloop.operator.settings import OperatorSettings
 
 
-def configure_kopf(settings: kopf.OperatorSettings) -> None:
-    """kopf settings: our annotation prefix, events only when we post them, no peering."""
+def configure_kopf(settings: kopf.OperatorSettings, workers: int = OperatorSettings.workers) -> None:
+    """kopf settings: our annotation prefix, events only when we post them, no peering, `workers`
+    handler threads."""
+    settings.execution.max_workers = workers
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled")
     settings.persistence.finalizer = f"{GROUP}/finalizer"
@@ -31,6 +33,7 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
 
 
 def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
+    operator_settings = settings  # kopf's startup handler gets its own `settings`
     registry = kopf.OperatorRegistry()
     for module in (optimizationloop, resourceallocation, maintenanceplan):
         module.register(registry, settings)
@@ -42,7 +45,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
 
     @kopf.on.startup(registry=registry)
     def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-        configure_kopf(settings)
+        configure_kopf(settings, workers=operator_settings.workers)
 
     return registry
 

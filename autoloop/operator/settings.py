@@ -35,6 +35,10 @@ class OperatorSettings:
     stale_after_seconds: float = 300.0
     """A newest sample older than this makes a metric stale (no action on stale data)."""
 
+    workers: int = 24
+    """Passes run at once (kopf's handler threads; its default is min(32, CPUs + 4)). A pass mostly
+    waits on the apiserver and Prometheus, so a few hundred resources want more than the CPUs."""
+
     leader_election: bool = True
     """Run passes only while holding the Lease (two or more replicas: one acts, the others wait)."""
 
@@ -50,6 +54,8 @@ class OperatorSettings:
             raise ValueError(f"prometheus_url must be an http(s) URL, got {self.prometheus_url!r}")
         if self.tick_seconds <= 0:
             raise ValueError("tick_seconds must be positive")
+        if not 1 <= self.workers <= 256:
+            raise ValueError("workers must be between 1 and 256")
         if not 1 <= self.history_limit <= 50:
             raise ValueError("history_limit must be between 1 and 50")
         for port in (self.metrics_port, self.liveness_port):

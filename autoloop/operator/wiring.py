@@ -23,6 +23,7 @@ from typing import Any, Final, Generic, TypeVar
 import kopf
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
+from urllib3.exceptions import MaxRetryError, ProtocolError
 
 from autoloop.api.common import (
     GROUP,
@@ -136,6 +137,11 @@ def api_message(exc: ApiException) -> str:
         return str(exc.body)
 
 
+def _reason(exc: Exception) -> str:
+    """The innermost cause of a connection failure, in one line."""
+    return str(getattr(exc, "reason", None) or exc).splitlines()[0][:300]
+
+
 def _validation_messages(exc: ValidationError) -> list[str]:
     return [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
 
@@ -210,6 +216,10 @@ def make_reconciler(
                     run_pass(p, memo)
             except (kopf.TemporaryError, kopf.PermanentError):
                 raise
+            except (MaxRetryError, ProtocolError, ConnectionError) as exc:
+                # The apiserver is unreachable (a restart, a network fault): nothing can be read or
+                # written, so nothing is reported; kopf retries the timer soon, without a traceback.
+                raise kopf.TemporaryError(f"the apiserver is unreachable: {_reason(exc)}", delay=15) from exc
             except ApiException as exc:
                 # The apiserver refused a call (403 from RBAC, 400 on a request built from the
                 # spec): not a bug to trace, a state to report, retried next pass.
@@ -256,6 +266,9 @@ def make_reconciler(
                 )
                 or p.resource_version
             )
+        except (MaxRetryError, ProtocolError, ConnectionError) as exc:
+            telemetry.RECONCILES.labels(kind=kind_name, result="unreachable").inc()
+            raise kopf.TemporaryError(f"the apiserver is unreachable: {_reason(exc)}", delay=15) from exc
         except kube.StatusRejected as exc:
             telemetry.RECONCILES.labels(kind=kind_name, result="status-rejected").inc()
             kopf.event(body, type="Warning", reason="StatusRejected", message=str(exc)[:1000])

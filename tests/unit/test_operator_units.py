@@ -68,6 +68,21 @@ def test_settings_from_env_and_validate() -> None:
     s.validate()
     with pytest.raises(ValueError, match="http"):
         OperatorSettings(prometheus_url="p:9090").validate()
+    assert OperatorSettings.from_env({"AUTOLOOP_WORKERS": "64"}).workers == 64
+    with pytest.raises(ValueError, match="workers"):
+        OperatorSettings(workers=0).validate()
+
+
+def test_kopf_runs_as_many_passes_at_once_as_the_settings_say() -> None:
+    import kopf
+
+    from autoloop.operator.runner import configure_kopf
+
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings, workers=48)
+    assert settings.execution.max_workers == 48
+    configure_kopf(settings)
+    assert settings.execution.max_workers == OperatorSettings.workers
 
 
 def _loop(query: str) -> OptimizationLoop:
