@@ -20,6 +20,7 @@ from autoloop.api.common import StatusBase
 from autoloop.engines.loop import MAX_HISTORY
 from bench import _scale_figures as fig
 from bench._scale_watch import Seen
+from bench._soak_cluster import rss_mib
 
 RSS_EVERY_S: Final = 5.0
 LOOP_KIND: Final = "OptimizationLoop"
@@ -52,16 +53,6 @@ def ticks(pid: int | None) -> int | None:
         return fig.stat_ticks(Path(f"/proc/{pid}/stat").read_text())
     except (OSError, ValueError, IndexError):
         return None
-
-
-def rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def run_and_wait(pid: int) -> tuple[int, int] | None:

@@ -65,10 +65,18 @@ kubectl delete namespace demo --ignore-not-found --wait=true --timeout=180s
 kubectl create namespace demo
 kubectl -n demo apply -f manifests/examples/workload.yaml
 kubectl -n demo apply -f manifests/examples/optimizationloop.yaml -f manifests/examples/resourceallocation.yaml
-kubectl apply -f manifests/examples/maintenanceplan.yaml  # cluster-scoped: no namespace
+kubectl delete mplan nightly --ignore-not-found --wait=false  # an earlier demo's (Recommend: holds no node)
+# Cluster-scoped: no namespace. A window from the start of this hour for six hours (UTC; one that
+# ends before it starts runs past midnight).
+start="$(date -u +%H:00)"
+end="$(date -u -d '+6 hours' +%H:00)"
+sed -e "s/\"START\"/\"$start\"/" -e "s/\"END\"/\"$end\"/" dev/demo/plan.yaml | kubectl apply -f -
 # The demo's own workload and loop (dev/demo/): over-provisioned, in Auto, with short clocks so
 # it acts and is judged within minutes (the examples keep production-like clocks).
-kubectl -n demo apply -f dev/demo/checkout.yaml
+# The workload now, its loop once its load reads steady (below): a new series' rate[1m] ramps up
+# over its first minute, and a last good setting is kept with the load it was good at.
+"$PYTHON" -c 'import sys; print(open(sys.argv[1]).read().split("\n---\n")[0])' dev/demo/checkout.yaml |
+  kubectl -n demo apply -f -
 
 # Scene 4's data: kwok nodes have no node-exporter. One node's disk is made to fill; 72 h of its
 # history are backfilled (dev/backfill.sh restarts Prometheus around the import) and the simulated
@@ -115,6 +123,13 @@ condition_true() {
   [[ "$(kubectl "${@:3}" get "$1" -o jsonpath="{.status.conditions[?(@.type==\"$2\")].status}")" == True ]]
 }
 
+steady() {
+  curl -s "$prom_url/api/v1/query" --data-urlencode \
+    'query=sum(rate(http_requests_total{namespace="demo",service="checkout"}[1m])) > 72' | grep -q '"result":\[{'
+}
+wait_for 150 "checkout's load to read steady" steady || true
+kubectl -n demo apply -f dev/demo/checkout.yaml
+
 scene "1/4  A loop in Auto changes its workload: checkout runs 6 pods x 1 core for 0.8 cores of work"
 wait_for 180 "an applied change" has_decision Applied || true
 kubectl -n demo get deployment checkout -o wide
@@ -130,8 +145,8 @@ wait_for 60 "an allocation" condition_true ralloc/frontend Ready -n demo || true
 explain ralloc/demo/frontend
 
 scene "4/4  A MaintenancePlan (cluster-scoped) predicts node failures and schedules maintenance"
-wait_for 90 "a schedule" condition_true mplan/nightly Scheduled || true
-explain mplan/nightly
+wait_for 90 "a schedule" condition_true mplan/demo-maintenance Scheduled || true
+explain mplan/demo-maintenance
 
 scene "Everything, every 20 s (Ctrl-C stops the operator; the cluster stays up)"
 while true; do

@@ -244,8 +244,8 @@ class Recommendation(ApiModel):
 class OptimizationLoopStatus(StatusBase):
     DECISIONS_BUDGET_BYTES: ClassVar[int] = 2500
     """Every status write goes to every watcher of the kind: the history in status is bounded by
-    size. The newest decision is kept whole; older ones keep what they saw, proposed, measured and
-    the rules that failed. The whole trail is in the Events (one per decision) and /metrics."""
+    size. The newest decision is kept whole; older ones keep what changed, what was measured after
+    and the rules that failed. The whole trail is in the Events (one per decision) and /metrics."""
     ANOMALIES_KEPT: ClassVar[int] = 5
 
     current: Settings | None = None
@@ -290,10 +290,16 @@ class OptimizationLoopStatus(StatusBase):
 
 
 def compact_decision(d: Decision) -> Decision:
-    """A decision as history keeps it: the rules that failed (passing ones go without saying) and
-    the first 300 characters of its explanation."""
+    """A decision as history keeps it: what changed (current, proposed), what was measured after,
+    the rules that failed (passing ones go without saying) and the first 200 characters of why;
+    what it saw and predicted stays with the newest decision only."""
     return d.model_copy(
-        update={"verdicts": [v for v in d.verdicts if not v.passed], "explanation": d.explanation[:300]}
+        update={
+            "verdicts": [v for v in d.verdicts if not v.passed],
+            "explanation": d.explanation[:200],
+            "observed": {},
+            "predicted": {},
+        }
     )
 
 

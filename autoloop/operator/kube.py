@@ -101,6 +101,8 @@ class Workload:
     selector: dict[str, str]
     annotations: dict[str, str] = field(default_factory=dict)
     generation: int = 0
+    observed_generation: int = 0
+    updated_replicas: int = 0
     uid: str = ""
     resource_version: str = ""
     """Sent with our patches: if anyone changed the workload since we read it, the patch gets a
@@ -156,9 +158,42 @@ def read_workload(clients: Clients, namespace: str, ref: TargetRef, container: s
         selector=dict(obj.spec.selector.match_labels or {}),
         annotations=dict(obj.metadata.annotations or {}),
         generation=obj.metadata.generation or 0,
+        observed_generation=(obj.status.observed_generation or 0) if obj.status else 0,
+        updated_replicas=(obj.status.updated_replicas or 0) if obj.status else 0,
         uid=obj.metadata.uid or "",
         resource_version=obj.metadata.resource_version or "",
     )
+
+
+def rollout_complete(w: Workload) -> bool:
+    """The controller has seen the latest spec and every replica runs it and is ready."""
+    return w.observed_generation >= w.generation and w.updated_replicas == w.ready_replicas == w.replicas
+
+
+@dataclass(frozen=True)
+class Restarts:
+    """Container terminations of a workload's pods that ended within a window."""
+
+    restarts: int
+    oom_kills: int
+
+
+def recent_restarts(clients: Clients, namespace: str, selector: dict[str, str], since: float) -> Restarts:
+    """Containers of the workload's pods whose last termination ended at or after `since` (each
+    counts once however often it restarted: the kubelet keeps only the last), and how many of
+    those were OOM kills."""
+    if not selector:
+        return Restarts(0, 0)
+    query = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+    restarts = ooms = 0
+    for pod in clients.core.list_namespaced_pod(namespace, label_selector=query).items:
+        for cs in (pod.status.container_statuses or []) if pod.status else []:
+            ended = cs.last_state.terminated if cs.last_state else None
+            if ended is None or ended.finished_at is None or ended.finished_at.timestamp() < since:
+                continue
+            restarts += 1
+            ooms += ended.reason == "OOMKilled"
+    return Restarts(restarts, ooms)
 
 
 def manager_id(kind: str, namespace: str, name: str) -> str:

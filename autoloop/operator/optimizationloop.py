@@ -644,6 +644,7 @@ def decide(
         except MetricsUnavailable as exc:
             metrics_unavailable(p, exc)
             return
+    ended = kube.recent_restarts(clients, p.namespace, workload.selector, since=p.now.timestamp() - interval)
     observation = engine.Observation(
         settings=engine_settings(workload),
         rps=windows.rps,
@@ -651,7 +652,10 @@ def decide(
         error_ratio=windows.error_ratio,
         cpu_per_pod=windows.cpu_per_pod,
         memory_per_pod=windows.memory_per_pod,
-        oom_kills=windows.oom_kills,
+        oom_kills=max(windows.oom_kills, ended.oom_kills),
+        restarts=ended.restarts,
+        rollout_complete=kube.rollout_complete(workload),
+        ready_fraction=min(workload.updated_replicas, workload.ready_replicas) / max(workload.replicas, 1),
         anomaly_active=anomaly_active,
         pdb=pdb_status(clients, p.namespace, workload),
     )
@@ -668,7 +672,17 @@ def decide(
         measured = next((e.explanation.measured for e in state.decisions if e.id == recorded.id), None)
         if measured:
             recorded.measured = {k: round(v, 6) for k, v in measured.items()}
+    report_breaker(p, d.breaker)
     act_on(p, clients, workload, d)
+
+
+def report_breaker(p: LoopPass, reason: str | None) -> None:
+    """The engine's circuit breaker (too many rollbacks or OOM kills in an hour, or remedies that
+    did not help) as a condition, with a Warning Event when it opens."""
+    if reason is not None:
+        p.condition("CircuitOpen", "True", "CircuitBreakerOpen", reason[:1000], event="Warning")
+    elif (c := p.status.condition("CircuitOpen")) is not None and c.status == "True":
+        p.condition("CircuitOpen", "False", "Closed", "the loop acts again", event="Normal")
 
 
 def act_on(p: LoopPass, clients: kube.Clients, workload: kube.Workload, d: engine.Decision) -> None:
@@ -697,6 +711,13 @@ def act_on(p: LoopPass, clients: kube.Clients, workload: kube.Workload, d: engin
         return
     p.condition("SafetyBlocked", "False", "Accepted", "the last proposal passed every safety rule")
     if loop.spec.mode == Mode.RECOMMEND:
+        rec = p.status.recommendation
+        proposed = status_settings(d.settings or {}).wire()
+        if rec is not None and not rec.approved and rec.settings.wire() == proposed:
+            # The same advice as last pass: keep its id (the one a person may be approving) and
+            # the history free for what changes.
+            p.status.message = f"recommends {proposed}; approve with {APPROVE_ANNOTATION}={rec.decision_id}"
+            return
         decision = _record(p, "Recommended", d, workload)
         p.status.recommendation = Recommendation(
             decision_id=d.id,

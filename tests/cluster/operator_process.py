@@ -233,3 +233,14 @@ def approved_recommendation(cp: Any, namespace: str) -> dict[str, Any]:
         "-p", json.dumps({"status": {"decisions": [recorded]}}),
     )  # fmt: skip
     return get_json(cp, namespace, "oloop/web")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 20 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -57,16 +56,6 @@ def _write_targets(path: Path, targets: list[str], labels: dict[str, str] | None
     os.replace(tmp, path)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture(scope="module")
 def setup(control_plane: Any, prometheus: Any, tmp_path_factory: Any) -> Iterator[Setup]:
     workdir: Path = tmp_path_factory.mktemp("dashboard")
@@ -92,7 +81,7 @@ def setup(control_plane: Any, prometheus: Any, tmp_path_factory: Any) -> Iterato
         _write_targets(operator_targets, [])
         _write_targets(node_targets, [])
         op.stop()
-        _stop(exporter)
+        opp.stop_process(exporter)
         sys.stderr.write("---- operator log (tail) ----\n" + op.log()[-6000:] + "\n")
 
 

@@ -208,14 +208,20 @@ def test_under_provisioned_workload_is_fixed(control_plane: Any, namespace: str,
 
 
 def test_change_that_makes_things_worse_is_rolled_back(
-    control_plane: Any, namespace: str, operator: Any
+    control_plane: Any, prometheus: Any, namespace: str, operator: Any
 ) -> None:
     apply(
         control_plane,
         namespace,
         deployment("shaky", replicas=6, cpu="1", memory="256Mi", rps=80, cpu_per_request=0.01),
-        loop("shaky", mode="Auto"),
     )
+    # A last good setting is remembered with the load it was good at and rolled back to only at a
+    # similar load; a brand-new series' rate[1m] ramps up over its first minute, so the loop
+    # starts on a workload whose load reads steady, as a real one's does.
+    prometheus.wait_for(
+        f'sum(rate(http_requests_total{{namespace="{namespace}"}}[1m])) > 72', bool, timeout=120
+    )
+    apply(control_plane, namespace, loop("shaky", mode="Auto"))
     opp.wait_until(
         lambda: "Applied" in actions(control_plane, namespace, "shaky"),
         timeout=180,
@@ -432,8 +438,11 @@ def test_loop_without_slo_signals_rightsizes_requests_from_usage(
     s = opp.wait_until(shrunk, timeout=300, interval=2, what="two usage-driven changes applied")
     first = next(d for d in s["decisions"] if d["action"] == "Applied")
     assert "rightsize from usage" in first["explanation"], first
-    assert {v["rule"] for v in first["verdicts"]} >= {"ownership", "bounds", "maxStep", "pdbHeadroom"}
-    assert all(v["passed"] for v in first["verdicts"])
+    # The newest decision keeps every rule's verdict (older ones only the rules that failed).
+    newest = [d for d in s["decisions"] if d["action"] == "Applied"][-1]
+    if newest is s["decisions"][-1]:
+        assert {v["rule"] for v in newest["verdicts"]} >= {"ownership", "bounds", "maxStep", "pdbHeadroom"}
+    assert all(v["passed"] for d in s["decisions"] if d["action"] == "Applied" for v in d["verdicts"])
     dep = opp.get_json(control_plane, namespace, "deployment/worker")
     requests = dep["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
     from autoloop.api.common import parse_quantity
@@ -451,8 +460,9 @@ def test_loop_without_slo_signals_rightsizes_requests_from_usage(
     s = opp.wait_until(
         refused_for_the_day, timeout=120, interval=2, what="a third change refused for the day"
     )
-    applied = [d for d in s["decisions"] if d["action"] == "Applied"]
-    assert len(applied) == 2
+    # The decision history is bounded by size (an older Applied may have left it); the change
+    # times the budgets count keep every change of the day.
+    assert 1 <= [d["action"] for d in s["decisions"]].count("Applied") <= 2
     assert len(s["recentChangeTimes"]) == 2 and s["recentChangeTimes"][-1] == s["lastChangeTime"]
     assert "SafetyBlocked" in {c["type"] for c in s["conditions"] if c["status"] == "True"}
     # The intent written before each change was cleared once the change was made: no decision is

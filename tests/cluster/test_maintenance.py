@@ -53,16 +53,6 @@ class NodePrometheus:
         return list(answer["data"]["result"])
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def _annotate_nodes(cp: Any, now: float) -> dict[str, NodeModel]:
     """Make RISKY's disk fill; the others healthy; one reference time for history and live data."""
     models: dict[str, NodeModel] = {}
@@ -151,8 +141,8 @@ def node_prometheus(control_plane: Any, tmp_path_factory: Any) -> Iterator[NodeP
         )
         yield handle
     finally:
-        _stop(prom)
-        _stop(exporter)
+        opp.stop_process(prom)
+        opp.stop_process(exporter)
         for node in NODES:
             control_plane.kubectl("annotate", "node", node, *[f"{PREFIX}{k}-" for k in SIM_KEYS], check=False)
             control_plane.kubectl("uncordon", node, check=False)

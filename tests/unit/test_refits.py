@@ -112,7 +112,7 @@ def test_pass_does_not_wait_for_the_refit_and_adopts_it_later() -> None:
     p = _pass()
     started = time.monotonic()
     after = optimizationloop.run_strategic_refit(p, config, state, refits, slow)
-    assert time.monotonic() - started < 1.0  # the refit is blocked; the pass is not
+    assert time.monotonic() - started < 4.0  # the refit is held for 5 s; the pass does not wait for it
     assert after is state and refits.in_flight("ns/web") and not p.events
     # A second pass while it runs starts nothing new and changes nothing.
     assert optimizationloop.run_strategic_refit(p, config, state, refits, slow) is state
