@@ -72,8 +72,11 @@ lint: venv ## ruff, mypy, import layering, CRD drift
 crds: venv ## regenerate crds/*.yaml from autoloop/api
 	$(PYTHON) -m autoloop.cli crds
 
-test: system-deps venv cluster-up ## every test: unit, then cluster (builds and starts the local control plane and Prometheus first)
-	$(PYTHON) -m pytest tests -q $(PYTEST_ARGS)
+test: system-deps venv cluster-up ## every test but the slow scenarios (under 30 min): cluster, then unit (builds and starts the local control plane and Prometheus first)
+	$(PYTHON) -m pytest tests -q -m "not slow" $(PYTEST_ARGS)
+
+test-slow: system-deps venv cluster-up ## the slow cluster scenarios (crash points of an allocation, failure learning, routing): ~10 min
+	$(PYTHON) -m pytest tests -q -m slow $(PYTEST_ARGS)
 
 test-unit: venv ## unit tests only (no cluster)
 	$(PYTHON) -m pytest tests/unit -q $(PYTEST_ARGS)

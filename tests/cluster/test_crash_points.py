@@ -147,6 +147,7 @@ def test_a_loop_decision_survives_a_crash_at_each_point(
         op.stop()
 
 
+@pytest.mark.slow
 def test_an_allocation_crashed_after_intent_or_after_patch_applies_each_decision_once(
     control_plane: Any, prometheus: Any, namespace: str, installed: None, tmp_path: Path
 ) -> None:

@@ -27,6 +27,8 @@ from autoloop.api.common import GROUP
 from autoloop.operator import kube
 from tests.cluster import operator_process as opp
 
+pytestmark = pytest.mark.slow  # minutes of a scenario: `make test-slow`
+
 ZONE_A_NODE = "kwok-node-0"
 ZONE_B_NODE = "kwok-node-1"
 TEST_LABEL = "autoloop-routing-test"
