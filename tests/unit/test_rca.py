@@ -367,3 +367,26 @@ def test_fault_type_follows_the_family_that_carries_the_evidence(
     series = short_recording({"user": 70.0, "orders": 1.0}, {"user": memory_factor})
     result = analyze_short(series)
     assert result.top is not None and (result.top.service, result.top.fault_type) == ("user", fault_type)
+
+
+def test_callees_changing_at_the_same_time_the_stronger_explains_the_caller() -> None:
+    # The operator knows only the loop's target and its dependencies (a star: web -> api, db),
+    # not that api calls db. db's latency fault shows in api and web at the same scrape. web's
+    # change is credited to the callee whose change is the stronger (db), not to the one whose
+    # name sorts first (api), which used to give api the breadth and the first rank.
+    t = np.arange(120) * 5.0
+    after = (np.arange(120) >= 80).astype(float)
+    rng = np.random.default_rng(3)
+
+    def lat(base: float, factor: float) -> tuple[np.ndarray, np.ndarray]:
+        return t, base * (1.0 + factor * after) * (1.0 + rng.normal(0.0, 0.01, t.size))
+
+    series = {
+        "db": {"latency_ms": lat(75.0, 11.5)},
+        "api": {"latency_ms": lat(150.0, 5.5)},
+        "web": {"latency_ms": lat(225.0, 3.7)},
+    }
+    result = rca.analyze(series, {"web": ["api", "db"]}, onset=float(t[80]))
+    assert result.top is not None and result.top.service == "db", [
+        (c.service, c.score) for c in result.causes
+    ]

@@ -58,15 +58,17 @@ def _explain_by_callees(
         updated: list[evidence.Evidence] = []
         for ev in svc.evidence:
             if ev.kind in evidence.PROPAGATING_KINDS and not ev.demand:
+                # The earliest callee change; of callees changing at the same time, the strongest
+                # (a tie left to the order of names would credit whichever sorts first).
                 options = [
-                    (c_ev.onset, callee, c_ev.metric)
+                    (c_ev.onset, -c_ev.weight(analyzer.relative_floor), callee, c_ev.metric)
                     for callee in sorted(callees.get(name, ()))
                     if callee in anomalous
                     for c_ev in anomalous[callee].evidence
                     if explains(analyzer, c_ev, ev)
                 ]
                 if options:
-                    _, by, by_metric = min(options)
+                    _, _, by, by_metric = min(options)
                     links.setdefault((by, by_metric), set()).add((name, ev.metric))
                     ev = dataclasses.replace(ev, explained_by=by)
             updated.append(ev)
