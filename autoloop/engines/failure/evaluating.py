@@ -39,13 +39,9 @@ def _points(
     """The model's probabilities and the labels at the hourly points of `history`."""
     probs, labels = [], []
     names = (*signals.METRICS, *model.extras_)
-    for item in history:
-        ts = np.asarray(item.timestamps, dtype=float)
-        if len(ts) == 0:
-            continue
-        grid = np.arange(ts[0], ts[-1] + 1e-6, signals.STEP_SECONDS)
+    for _, item, grid, on_grid in signals.gridded(history, names):
         x, y, _ = featuring.training_points(
-            signals.on_grid(item, names, grid),
+            on_grid,
             grid,
             [list(failures.get(item.name, ()))],
             model.horizon_hours,

@@ -89,13 +89,9 @@ class FailurePredictor:
         extras = signals.extra_signals(name for item in history for name in item.metrics)
         names = (*signals.METRICS, *extras)
         blocks, labels, groups = [], [], []
-        for g, item in enumerate(history):
-            ts = np.asarray(item.timestamps, dtype=float)
-            if len(ts) == 0:
-                continue
-            grid = np.arange(ts[0], ts[-1] + 1e-6, signals.STEP_SECONDS)
+        for g, item, grid, on_grid in signals.gridded(history, names):
             x, y, _ = featuring.training_points(
-                signals.on_grid(item, names, grid),
+                on_grid,
                 grid,
                 [list(failures.get(item.name, ()))],
                 self.horizon_hours,

@@ -52,13 +52,9 @@ class RemainingLifeRegressor:
         extras = signals.extra_signals(name for item in history for name in item.metrics)
         names = (*signals.METRICS, *extras)
         xs, ys = [], []
-        for item in history:
-            ts = np.asarray(item.timestamps, dtype=float)
-            if len(ts) == 0:
-                continue
-            grid = np.arange(ts[0], ts[-1] + 1e-6, signals.STEP_SECONDS)
+        for _, item, grid, on_grid in signals.gridded(history, names):
             x, y, _ = featuring.remaining_points(
-                signals.on_grid(item, names, grid),
+                on_grid,
                 grid,
                 [list(failures.get(item.name, ()))],
                 self.cap_hours,

@@ -7,7 +7,7 @@ Must never: compute features or train anything (`featuring`, `predicting`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -98,3 +98,17 @@ def on_grid(item: NodeSeries, names: Iterable[str], grid: np.ndarray) -> dict[st
         else:
             out[name] = resample(ts, np.asarray(values, dtype=float), grid)[None, :]
     return out
+
+
+def gridded(
+    history: Iterable[NodeSeries], names: Iterable[str]
+) -> Iterator[tuple[int, NodeSeries, np.ndarray, dict[str, np.ndarray]]]:
+    """Each node with samples, on its own STEP_SECONDS grid: (index in `history`, the node, the
+    grid, its named signals on that grid) — how training, evaluation and remaining life read it."""
+    wanted = tuple(names)
+    for g, item in enumerate(history):
+        ts = np.asarray(item.timestamps, dtype=float)
+        if len(ts) == 0:
+            continue
+        grid = np.arange(ts[0], ts[-1] + 1e-6, STEP_SECONDS)
+        yield g, item, grid, on_grid(item, wanted, grid)
