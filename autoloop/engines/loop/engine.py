@@ -12,11 +12,47 @@ resources for the long-term level (`sizing`), and pass the change through the sa
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from autoloop.engines import learning, safety
 from autoloop.engines.loop import guard, models, pieces, refits, sizing
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """What one step has worked out before judging and planning (they read it all)."""
+
+    config: models.LoopConfig
+    st: models.LoopState
+    saw: dict[str, float]
+    cur: dict[str, float]
+    slo_ok: bool
+    oom: bool
+    obs: models.Observation
+    now: float
+    did: str
+    frozen: str | None
+
+    def fields(
+        self,
+    ) -> tuple[
+        models.LoopConfig,
+        models.LoopState,
+        dict[str, float],
+        dict[str, float],
+        bool,
+        bool,
+        models.Observation,
+        float,
+        str,
+        str | None,
+    ]:
+        return (
+            self.config, self.st, self.saw, self.cur, self.slo_ok,
+            self.oom, self.obs, self.now, self.did, self.frozen,
+        )  # fmt: skip
 
 
 def _hold(
@@ -70,8 +106,9 @@ class LoopEngine:
             guard.note_event(st, now)
         guard.track_broken(st, saw, config, slo_ok, now)
         frozen = guard.breaker(st, now)
+        ps = _Pass(config, st, saw, cur, slo_ok, oom, obs, now, did, frozen)
         if st.pending is not None:
-            judged = self._judge(config, st, saw, cur, slo_ok, oom, obs, now, did, frozen)
+            judged = self._judge(ps)
             if judged is not None:
                 return judged, self._record(st, judged)
         elif sizing.steady(st, now, config.settle_seconds) and obs.rollout_complete and not (oom or frozen):
@@ -88,25 +125,14 @@ class LoopEngine:
             guard.note_healthy(st, slo_ok, now)
             if slo_ok and now - (st.healthy_since or now) >= config.settle_seconds:
                 guard.mark_good(st, cur, saw["rps"], now)  # healthy, unchanged, a whole window
-        d = self._plan(config, st, saw, cur, slo_ok, oom, obs, now, did, frozen)
+        d = self._plan(ps)
         return d, self._record(st, d)
 
     # -- judging a pending change -------------------------------------------------------------
 
-    def _judge(
-        self,
-        config: models.LoopConfig,
-        st: models.LoopState,
-        saw: dict[str, float],
-        cur: dict[str, float],
-        slo_ok: bool,
-        oom: bool,
-        obs: models.Observation,
-        now: float,
-        did: str,
-        frozen: str | None,
-    ) -> models.Decision | None:
+    def _judge(self, ps: _Pass) -> models.Decision | None:
         """Hold while the change rolls out and settles; then judge it. None: judged, plan on."""
+        config, st, saw, cur, slo_ok, oom, obs, now, did, frozen = ps.fields()
         assert st.pending is not None
         phase = guard.rollout_state(st, obs, now)
         pending = st.pending
@@ -149,7 +175,7 @@ class LoopEngine:
         good = guard.good_for(st, saw["rps"], now)
         if frozen or good is None or all(abs(good[k] - cur[k]) < 1e-12 for k in models.KNOBS):
             return None
-        return self._rollback(config, st, saw, cur, slo_ok, obs, now, did, good, pending)
+        return self._rollback(ps, good, pending)
 
     @staticmethod
     def _abandon(st: models.LoopState, saw: dict[str, float], now: float) -> bool:
@@ -169,19 +195,8 @@ class LoopEngine:
         st.pending = None
         return True
 
-    def _rollback(
-        self,
-        config: models.LoopConfig,
-        st: models.LoopState,
-        saw: dict[str, float],
-        cur: dict[str, float],
-        slo_ok: bool,
-        obs: models.Observation,
-        now: float,
-        did: str,
-        good: dict[str, float],
-        failed: models.Pending,
-    ) -> models.Decision:
+    def _rollback(self, ps: _Pass, good: dict[str, float], failed: models.Pending) -> models.Decision:
+        config, st, saw, cur, slo_ok, _, obs, now, did, _ = ps.fields()
         # Never roll back into less memory than the pods have shown they need, nor into fewer
         # replicas (they answer today's load, not the load the last good setting saw).
         memory = max(
@@ -221,19 +236,8 @@ class LoopEngine:
 
     # -- planning ----------------------------------------------------------------------------
 
-    def _plan(
-        self,
-        config: models.LoopConfig,
-        st: models.LoopState,
-        saw: dict[str, float],
-        cur: dict[str, float],
-        slo_ok: bool,
-        oom: bool,
-        obs: models.Observation,
-        now: float,
-        did: str,
-        frozen: str | None,
-    ) -> models.Decision:
+    def _plan(self, ps: _Pass) -> models.Decision:
+        config, st, saw, cur, slo_ok, oom, obs, now, did, frozen = ps.fields()
         if len(st.history) < 2:
             return _hold(did, now, saw, "collecting experience", frozen)
         if st.last_good is None and slo_ok and not oom:
