@@ -9,14 +9,10 @@ import pytest
 
 from autoloop.engines import loop, safety
 from autoloop.simulation import service
+from tests.unit.loop_config import MIB, loop_config
 
-MIB = 2.0**20
-CFG = loop.LoopConfig(
-    namespace="ns",
-    target=safety.Target(namespace="ns", kind="Deployment", name="web"),
-    mode="Auto",
+CFG = loop_config(
     bounds={"replicas": (1, 20), "cpu_request": (0.1, 4.0), "memory_request": (64 * MIB, 4096 * MIB)},
-    latency_slo_seconds=0.2,
     error_slo_ratio=0.01,
 )
 PROFILE = service.ServiceProfile(base_rps=200.0, cpu_seconds_per_request=0.01)

@@ -7,15 +7,9 @@ import pytest
 
 from autoloop.engines import loop, safety
 from autoloop.engines.loop import guard, sizing
+from tests.unit.loop_config import MIB, loop_config
 
-MIB = 2.0**20
-CFG = loop.LoopConfig(
-    namespace="ns",
-    target=safety.Target(namespace="ns", kind="Deployment", name="web"),
-    mode="Auto",
-    bounds={"replicas": (1, 50), "cpu_request": (0.1, 4.0), "memory_request": (64 * MIB, 4096 * MIB)},
-    latency_slo_seconds=0.2,
-)
+CFG = loop_config()
 GOOD = {"replicas": 4.0, "cpu_request": 1.0, "memory_request": 512 * MIB}
 SMALL = {"replicas": 3.0, "cpu_request": 1.0, "memory_request": 512 * MIB}
 

@@ -8,16 +8,9 @@ import numpy as np
 
 from autoloop.engines import loop, safety
 from autoloop.simulation import service
+from tests.unit.loop_config import MIB, loop_config
 
-MIB = 2.0**20
-CFG = loop.LoopConfig(
-    namespace="ns",
-    target=safety.Target(namespace="ns", kind="Deployment", name="web"),
-    mode="Auto",
-    bounds={"replicas": (1, 50), "cpu_request": (0.1, 4.0), "memory_request": (64 * MIB, 4096 * MIB)},
-    latency_slo_seconds=0.2,
-    max_changes_per_day=48,
-)
+CFG = loop_config(max_changes_per_day=48)
 # The operator's budget for `status.engineState` (it is sent to every watcher of the CR).
 STATE_BYTES_MAX = 3000
 
