@@ -51,16 +51,15 @@ class Clients:
     ) -> Clients:
         """In-cluster ServiceAccount, else KUBECONFIG; or the given kubeconfig file. `on_request`
         is called with the verb and the request body's size for every call the handlers make."""
+        configuration = client.Configuration()
         if kubeconfig:
-            api = config.new_client_from_config(config_file=kubeconfig)
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
         else:
             try:
-                config.load_incluster_config()
+                config.load_incluster_config(client_configuration=configuration)
             except config.ConfigException:
-                config.load_kube_config()
-            api = client.ApiClient()
-        if on_request is not None:
-            count_requests(api, on_request)
+                config.load_kube_config(client_configuration=configuration)
+        api = CountingApiClient(configuration, on_request=on_request)
         return cls(
             api=api,
             core=client.CoreV1Api(api),
@@ -71,17 +70,21 @@ class Clients:
         )
 
 
-def count_requests(api: client.ApiClient, on_request: Callable[[str, int], None]) -> None:
-    """Wrap the client's REST layer so each request is reported (verb, body bytes as sent)."""
-    rest = api.rest_client
-    send = rest.request
+class CountingApiClient(client.ApiClient):
+    """The official client, reporting each request (verb, body bytes as sent) to `on_request`."""
 
-    def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        body = kwargs.get("body", args[1] if len(args) > 1 else None)
-        on_request(method.upper(), len(json.dumps(body)) if body is not None else 0)
-        return send(method, url, *args, **kwargs)
+    def __init__(
+        self, configuration: client.Configuration, *, on_request: Callable[[str, int], None] | None = None
+    ) -> None:
+        super().__init__(configuration)
+        self.on_request = on_request
 
-    rest.request = counted  # type: ignore[method-assign]
+    def call_api(
+        self, method: str, url: str, header_params: Any = None, body: Any = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        if self.on_request is not None:
+            self.on_request(method.upper(), len(json.dumps(body)) if body is not None else 0)
+        return super().call_api(method, url, header_params, body, *args, **kwargs)
 
 
 @dataclass(frozen=True)
