@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -90,7 +91,10 @@ class LeaderElector:
         lease_seconds: float = 15.0,
         renew_deadline_seconds: float = 10.0,
         retry_seconds: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`clock`: seconds that only move forward (the renew deadline and the lease are measured
+        on it, never on the apiserver's or the holder's wall clock)."""
         if not retry_seconds < renew_deadline_seconds < lease_seconds:
             raise ValueError("want retry < renew deadline < lease duration")
         self.api, self.namespace, self.name = api, namespace, name
@@ -98,6 +102,7 @@ class LeaderElector:
         self.lease_seconds = lease_seconds
         self.renew_deadline_seconds = renew_deadline_seconds
         self.retry_seconds = retry_seconds
+        self.clock = clock
         self._observed: Observed | None = None
         self._renewed_at: float | None = None  # monotonic time of our last successful write as holder
         self._stop = threading.Event()
@@ -108,8 +113,7 @@ class LeaderElector:
     def is_leader(self) -> bool:
         with self._lock:
             return (
-                self._renewed_at is not None
-                and time.monotonic() - self._renewed_at < self.renew_deadline_seconds
+                self._renewed_at is not None and self.clock() - self._renewed_at < self.renew_deadline_seconds
             )
 
     def start(self) -> None:
@@ -148,13 +152,13 @@ class LeaderElector:
             leader = self.is_leader()
             if leader != was_leader:
                 logger.warning("%s is %s", self.me, "now the leader" if leader else "no longer the leader")
-                self.transitions.append((time.monotonic(), leader))
+                self.transitions.append((self.clock(), leader))
                 was_leader = leader
             self._stop.wait(self.retry_seconds)
 
     def try_once(self) -> Step:
         """Read the Lease, decide, write; returns what was tried."""
-        now = time.monotonic()
+        now = self.clock()
         try:
             lease = self.api.read_namespaced_lease(self.name, self.namespace)
         except ApiException as exc:

@@ -1,6 +1,6 @@
 """Leader election over a real Lease: electors race on the apiserver's optimistic concurrency.
 
-Only the elector's clock is ours (time.monotonic, so a 15-second lease takes no 15 seconds); every
+Only the elector's clock is the test's (passed in, so a 15-second lease takes no 15 seconds); every
 read and write goes to the real kube-apiserver, whose 409 on a stale resourceVersion is what keeps
 two candidates from both leading. tests/cluster/test_ha.py runs two operator processes end to end.
 """
@@ -38,10 +38,8 @@ class Clock:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    c = Clock()
-    monkeypatch.setattr(leader.time, "monotonic", c)
-    return c
+def clock() -> Clock:
+    return Clock()
 
 
 @pytest.fixture
@@ -57,8 +55,8 @@ def lease(api: client.CoordinationV1Api, namespace: str) -> Any:
 def test_one_leader_at_a_time_and_takeover_after_the_lease(
     clock: Clock, coordination: client.CoordinationV1Api, namespace: str
 ) -> None:
-    a = LeaderElector(coordination, namespace=namespace, me="a")
-    b = LeaderElector(coordination, namespace=namespace, me="b")
+    a = LeaderElector(coordination, namespace=namespace, me="a", clock=clock)
+    b = LeaderElector(coordination, namespace=namespace, me="b", clock=clock)
     assert a.try_once() is Step.CREATE and a.is_leader()
     assert b.try_once() is Step.WAIT and not b.is_leader()
     # a renews every round: b never sees the record stand still long enough.
@@ -83,7 +81,7 @@ def test_one_leader_at_a_time_and_takeover_after_the_lease(
 def test_a_leader_that_cannot_renew_stops_before_anyone_can_take_over(
     clock: Clock, control_plane: Any, coordination: client.CoordinationV1Api, namespace: str
 ) -> None:
-    a = LeaderElector(coordination, namespace=namespace, me="a")
+    a = LeaderElector(coordination, namespace=namespace, me="a", clock=clock)
     a.try_once()
     # Its rights on Leases are taken away (a user without them, by impersonation): every call is 403.
     refused = kube.Clients.connect(str(control_plane.kubeconfig)).api
@@ -102,8 +100,8 @@ def test_a_leader_that_cannot_renew_stops_before_anyone_can_take_over(
 def test_a_leader_that_sees_another_holder_stops_at_once(
     clock: Clock, coordination: client.CoordinationV1Api, namespace: str
 ) -> None:
-    a = LeaderElector(coordination, namespace=namespace, me="a")
-    b = LeaderElector(coordination, namespace=namespace, me="b")
+    a = LeaderElector(coordination, namespace=namespace, me="a", clock=clock)
+    b = LeaderElector(coordination, namespace=namespace, me="b", clock=clock)
     a.try_once()
     b.try_once()
     clock.t += 20  # a stalled (a long GC pause) without noticing; b takes over
@@ -131,16 +129,16 @@ class WriteAfter:
 def test_two_candidates_racing_for_a_released_lease_one_wins(
     clock: Clock, coordination: client.CoordinationV1Api, namespace: str
 ) -> None:
-    a = LeaderElector(coordination, namespace=namespace, me="a")
+    a = LeaderElector(coordination, namespace=namespace, me="a", clock=clock)
     a.try_once()
     a.stop(release=True)  # a graceful stop hands the Lease back
     assert lease(coordination, namespace).holder_identity is None
     assert not a.is_leader()
     # b and c both read the released Lease; b writes first, so c's write carries a stale
     # resourceVersion: the apiserver answers 409 and c waits instead of becoming a second leader.
-    b = LeaderElector(coordination, namespace=namespace, me="b")
+    b = LeaderElector(coordination, namespace=namespace, me="b", clock=clock)
     racing: Any = WriteAfter(coordination, b.try_once)
-    c = LeaderElector(racing, namespace=namespace, me="c")
+    c = LeaderElector(racing, namespace=namespace, me="c", clock=clock)
     assert c.try_once() is Step.WAIT
     assert b.is_leader() and not c.is_leader()
     assert lease(coordination, namespace).holder_identity == "b"
@@ -151,8 +149,8 @@ def test_two_candidates_racing_for_a_released_lease_one_wins(
 def test_two_candidates_from_scratch_one_creates(
     clock: Clock, coordination: client.CoordinationV1Api, namespace: str
 ) -> None:
-    first = LeaderElector(coordination, namespace=namespace, me="b")
-    second = LeaderElector(coordination, namespace=namespace, me="c")
+    first = LeaderElector(coordination, namespace=namespace, me="b", clock=clock)
+    second = LeaderElector(coordination, namespace=namespace, me="c", clock=clock)
     assert [first.try_once(), second.try_once()] == [Step.CREATE, Step.WAIT]
     assert [first.is_leader(), second.is_leader()] == [True, False]
     assert lease(coordination, namespace).holder_identity == "b"
