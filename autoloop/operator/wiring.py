@@ -63,20 +63,51 @@ class Pass(Generic[R, S]):
     resource_version: str = ""
     """Of the object the pass was computed from; every status write of the pass is conditional on
     it (and moves it on), so a pass computed from a stale cache writes and does nothing."""
+    read_status: dict[str, Any] = field(default_factory=dict)
+    """The status the pass was computed from."""
 
     def write_intent(self, clients: kube.Clients, status: dict[str, Any]) -> None:
         """Record `status` keys before acting on them: kube.Conflict if the resource changed since
         the pass read it (then nothing may be acted on; the next pass starts from fresh data)."""
-        version = kube.patch_status(
+        self.write_status(clients, status)
+
+    def write_status(self, clients: kube.Clients, status: dict[str, Any]) -> None:
+        """Merge-patch `status` onto the status this pass was computed from, and only onto it.
+
+        Conditional on the resourceVersion the pass read. When that moved but the stored status and
+        generation are still what the pass expects (a finalizer, a label or an annotation written
+        meanwhile), once more on the new version; otherwise kube.Conflict.
+        """
+        try:
+            version = self._patch_status(clients, status, self.resource_version)
+        except kube.Conflict:
+            fresh = self._read_or_conflict(clients)
+            expected = {k: v for k, v in {**self.read_status, **self.written}.items() if v is not None}
+            if (fresh.get("status") or {}) != expected or fresh["metadata"].get(
+                "generation"
+            ) != self.generation:
+                raise
+            version = self._patch_status(clients, status, str(fresh["metadata"]["resourceVersion"]))
+        self.resource_version = version or self.resource_version
+        self.written.update(status)
+
+    def _patch_status(self, clients: kube.Clients, status: dict[str, Any], version: str) -> str | None:
+        return kube.patch_status(
             clients,
             plural=self.plural,
             namespace=self.namespace,
             name=self.name,
             status=status,
-            resource_version=self.resource_version or None,
+            resource_version=version or None,
         )
-        self.resource_version = version or self.resource_version
-        self.written.update(status)
+
+    def _read_or_conflict(self, clients: kube.Clients) -> dict[str, Any]:
+        try:
+            return kube.read_resource(clients, plural=self.plural, namespace=self.namespace, name=self.name)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise kube.Conflict(f"{kube.object_key(self.namespace, self.name)} was deleted") from exc
+            raise
 
     def condition(
         self, type: str, status: str, reason: str, message: str, *, event: str | None = None
@@ -200,6 +231,7 @@ def make_reconciler(
             annotations=dict(meta.get("annotations") or {}),
             plural=kind.PLURAL,  # type: ignore[attr-defined]
             resource_version=str(meta.get("resourceVersion") or ""),
+            read_status=previous,
         )
         if resource is None or problems:
             message = "; ".join(problems)
@@ -255,17 +287,7 @@ def make_reconciler(
         # The status is written here rather than through kopf's patch: kopf applies that patch
         # after the handler, and a refused patch there stops the object's timer for good.
         try:
-            p.resource_version = (
-                kube.patch_status(
-                    memo.clients,
-                    plural=p.plural,
-                    namespace=namespace,
-                    name=name,
-                    status=status_patch(p.status, {**previous, **p.written}),
-                    resource_version=p.resource_version or None,
-                )
-                or p.resource_version
-            )
+            p.write_status(memo.clients, status_patch(p.status, {**previous, **p.written}))
         except (MaxRetryError, ProtocolError, ConnectionError) as exc:
             telemetry.RECONCILES.labels(kind=kind_name, result="unreachable").inc()
             raise kopf.TemporaryError(f"the apiserver is unreachable: {_reason(exc)}", delay=15) from exc

@@ -134,6 +134,25 @@ def test_a_pass_from_a_stale_cache_neither_acts_nor_writes(
     assert ids.count("r1-approved") == 1
 
 
+def test_a_change_elsewhere_in_the_object_does_not_cost_the_pass(
+    control_plane: Any, prometheus: Any, namespace: str, events: Events
+) -> None:
+    # Between kopf's copy and the pass's writes someone labels the loop (kopf adding a finalizer
+    # does the same): the resourceVersion moved, the status and spec did not. The pass still acts
+    # and records, once, on the new version.
+    cp = control_plane
+    cached = opp.approved_recommendation(cp, namespace)
+    cp.kubectl("-n", namespace, "label", "oloop", "web", "team=payments")
+    memo = memo_for(kube.Clients.connect(str(cp.kubeconfig)), prometheus)
+    call(optimizationloop.reconcile, cached, memo)
+    assert opp.get_json(cp, namespace, "deploy/web")["spec"]["replicas"] == 2
+    stored = opp.get_json(cp, namespace, "oloop/web")
+    assert [d["id"] for d in stored["status"]["decisions"]] == ["r1", "r1-approved"]
+    assert stored["status"].get("lastRunTime") and "pendingDecision" not in stored["status"]
+    assert stored["metadata"]["labels"] == {"team": "payments"}
+    assert [r for r, _ in events.drained() if r == "Approved"] == ["Approved"]
+
+
 def test_a_standby_replica_runs_no_pass_and_writes_nothing(
     control_plane: Any, prometheus: Any, namespace: str, events: Events
 ) -> None:
