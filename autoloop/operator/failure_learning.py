@@ -256,10 +256,16 @@ def adopt(old: Trained | None, new: Trained, *, version: int) -> Trained:
 
 
 def model_for(
-    p: maintenance_planning.PlanPass, memo: Any, nodes: Sequence[kube.Node], *, horizon_hours: float
+    p: maintenance_planning.PlanPass,
+    memo: Any,
+    nodes: Sequence[kube.Node],
+    *,
+    horizon_hours: float,
+    prior: failure.FailurePredictor | None = None,
 ) -> failure.FailurePredictor | None:
     """The model this pass predicts with (None: the prior); adopts a finished training, starts a due
-    one in the background, and keeps `status.prediction` in step."""
+    one in the background, and keeps `status.prediction` in step. A training measures the cluster
+    model against `prior` (default: the simulator prior for the horizon, made on the worker)."""
     plan, now = p.resource, p.now.timestamp()
     spec = plan.spec.prediction
     key = f"{plan.KIND}/{p.name}"
@@ -298,7 +304,13 @@ def model_for(
         )
         source: MetricSource = memo.metrics
         state.refits.submit(
-            key, lambda: train(source, maintenance_planning.predictor(job.horizon_hours), job, fp)
+            key,
+            lambda: train(
+                source,
+                prior if prior is not None else maintenance_planning.predictor(job.horizon_hours),
+                job,
+                fp,
+            ),
         )
     if current is None:
         waiting = previous.model_copy(update={"model": ModelKind.PRIOR})

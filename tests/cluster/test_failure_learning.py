@@ -15,25 +15,22 @@ and kwok-node-1 ranks first.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from kubernetes import client, watch
 
 from autoloop.api.common import GROUP
 from autoloop.engines import failure
 from autoloop.operator import kube
+from tests.cluster import fleet_prometheus as fleet
 from tests.cluster import operator_process as opp
-from tests.unit.test_failure_learning import RIPPLE, RIPPLE_QUERY, PrecursorFleet, precursor_fleet
+from tests.cluster.fleet_prometheus import RIPPLE, RIPPLE_QUERY, PrecursorFleet
 
 pytestmark = pytest.mark.slow  # minutes of a scenario: `make test-slow`
 
@@ -44,48 +41,8 @@ HISTORY_DAYS = 10.0
 PLAN = "failure-learning"
 
 
-def _openmetrics(data: PrecursorFleet) -> str:
-    """The fleet as node-exporter and kube-state-metrics series (no sample while a node is down)."""
-    families: dict[str, list[str]] = {}
-
-    def add(metric: str, labels: str, ts: np.ndarray, values: np.ndarray) -> None:
-        rows = families.setdefault(metric, [])
-        rows.extend(
-            f"{metric}{{{labels}}} {float(v)!r} {t:.3f}"
-            for t, v in zip(ts, values, strict=True)
-            if np.isfinite(v)
-        )
-
-    names = {
-        failure.DISK_AVAIL: ("node_filesystem_avail_bytes", ',mountpoint="/"'),
-        failure.DISK_SIZE: ("node_filesystem_size_bytes", ',mountpoint="/"'),
-        failure.MEM_AVAIL: ("node_memory_MemAvailable_bytes", ""),
-        failure.MEM_TOTAL: ("node_memory_MemTotal_bytes", ""),
-        failure.TEMP: ("node_hwmon_temp_celsius", ',chip="coretemp",sensor="temp1"'),
-        RIPPLE: (RIPPLE, ""),
-    }
-    for node in NODES:
-        for key, (metric, extra) in names.items():
-            add(
-                metric,
-                f'instance="{node}",job="node-exporter"{extra}',
-                data.timestamps,
-                data.metrics[node][key],
-            )
-        add(
-            "kube_node_status_condition",
-            f'condition="Ready",job="kube-state-metrics",node="{node}",status="true"',
-            data.timestamps,
-            data.ready[node],
-        )
-    lines = []
-    for metric, rows in families.items():
-        lines += [f"# TYPE {metric} gauge", *rows]
-    return "\n".join([*lines, "# EOF"]) + "\n"
-
-
 def _fleet(now: float) -> PrecursorFleet:
-    data = precursor_fleet(NODES, end=now - 60.0, days=HISTORY_DAYS, about_to_fail=ABOUT_TO_FAIL)
+    data = fleet.precursor_fleet(NODES, end=now - 60.0, days=HISTORY_DAYS, about_to_fail=ABOUT_TO_FAIL)
     # The prior's bait: a root filesystem filling for the last day (55 % -> 90 %, full in ~7 h).
     day = int(24 * 3600 / 300.0)
     avail = data.metrics[FILLING][failure.DISK_AVAIL]
@@ -93,65 +50,11 @@ def _fleet(now: float) -> PrecursorFleet:
     return data
 
 
-def _query(url: str, promql: str) -> list[dict[str, Any]]:
-    qs = urllib.parse.urlencode({"query": promql})
-    with urllib.request.urlopen(f"{url}/api/v1/query?{qs}", timeout=10) as resp:
-        return list(json.loads(resp.read())["data"]["result"])
-
-
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: Any) -> Iterator[tuple[str, PrecursorFleet]]:
-    work: Path = tmp_path_factory.mktemp("failure-learning-prometheus")
     data = _fleet(time.time())
-    (work / "history.om").write_text(_openmetrics(data))
-    (work / "data").mkdir()
-    subprocess.run(
-        [
-            "/usr/bin/promtool",
-            "tsdb",
-            "create-blocks-from",
-            "openmetrics",
-            "--max-block-duration=24h",  # 10 blocks instead of 120: a faster backfill and start
-            "history.om",
-            "data",
-        ],
-        check=True,
-        capture_output=True,
-        cwd=work,
-        timeout=300,
-    )
-    (work / "prometheus.yml").write_text(yaml.safe_dump({"global": {"scrape_interval": "15s"}}))
-    port = opp.free_port()
-    with (work / "prometheus.log").open("wb") as log:
-        prom = subprocess.Popen(
-            [
-                "/usr/bin/prometheus",
-                f"--config.file={work / 'prometheus.yml'}",
-                f"--storage.tsdb.path={work / 'data'}",
-                "--storage.tsdb.retention.time=3650d",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        opp.wait_until(
-            lambda: _query(
-                url, f'count_over_time({RIPPLE}{{instance="{ABOUT_TO_FAIL}"}}[{int(HISTORY_DAYS)}d])'
-            ),
-            timeout=60,
-            what="backfilled history in the private Prometheus",
-        )
+    with fleet.backfilled_prometheus(data, tmp_path_factory.mktemp("failure-learning-prometheus")) as url:
         yield url, data
-    finally:
-        prom.terminate()
-        try:
-            prom.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            prom.kill()
-            prom.wait()
 
 
 @pytest.fixture
