@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import yaml
+from kubernetes.client.exceptions import ApiException
 
 from autoloop.operator import kube
 from bench._operator import launch_operator
@@ -206,6 +207,15 @@ class Incarnation:
     end: str = "running"
     """killed | stopped | exited (on its own) | running"""
     samples: list[tuple[float, float]] = field(default_factory=list)
+
+
+def create_or_keep(fn: Callable[..., Any], *args: Any) -> None:
+    """Create one object; an existing one is fine (a retried call, a second run)."""
+    try:
+        fn(*args, _request_timeout=REQUEST_TIMEOUT)
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
 
 
 def rss_mib(pid: int) -> float | None:

@@ -31,7 +31,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +50,7 @@ from bench._soak_cluster import (
     Cluster,
     OperatorRunner,
     component_pid,
+    create_or_keep,
     run_in_background,
     wait_for,
 )
@@ -117,24 +117,17 @@ class Scale:
         token = self.cluster.operator_token("6h")
         self.runner = OperatorRunner(self.cluster, self.workdir, token=token, tick=self.plan.tick_s)
         for name in self.lay.nodes:
-            self.create(self.admin().core.create_node, objects.node(name, self.lay.run))
+            create_or_keep(self.admin().core.create_node, objects.node(name, self.lay.run))
         watch_clients = self.cluster.clients()
         run_in_background(
             lambda: watch_loops(lambda: watch_clients, self.seen, self.stop, self.selector), "watch"
         )
 
-    def create(self, fn: Callable[..., Any], *args: Any) -> None:
-        try:
-            fn(*args, _request_timeout=REQUEST_TIMEOUT)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-
     def grow(self, n: int) -> None:
         """Create the namespaces, Deployments and loops of the first n services."""
         c = self.admin()
         for ns in self.lay.namespaces_for(n):
-            self.create(c.core.create_namespace, objects.namespace(ns, self.lay.run))
+            create_or_keep(c.core.create_namespace, objects.namespace(ns, self.lay.run))
             read = functools.partial(
                 c.core.read_namespaced_service_account, "default", ns, _request_timeout=REQUEST_TIMEOUT
             )
@@ -146,9 +139,9 @@ class Scale:
 
         def one(item: tuple[str, dict[str, Any], str]) -> None:
             ns, deployment, name = item
-            self.create(c.apps.create_namespaced_deployment, ns, deployment)
+            create_or_keep(c.apps.create_namespaced_deployment, ns, deployment)
             body = objects.loop(name, self.lay.run, interval_s=self.plan.interval_s)
-            self.create(
+            create_or_keep(
                 c.custom.create_namespaced_custom_object, GROUP, VERSION, ns, "optimizationloops", body
             )
 

@@ -63,6 +63,7 @@ from bench._soak_cluster import (
     Incarnation,
     OperatorRunner,
     component_pid,
+    create_or_keep,
     kill_and_wait,
     ports,
     run_in_background,
@@ -245,22 +246,14 @@ class Soak:
             raise RuntimeError(f"the operator never answered /healthz; see {self.workdir}")
         run_in_background(self.sample_rss, "rss")
 
-    def create(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Create one object; an existing one is fine (a retried call)."""
-        try:
-            fn(*args, _request_timeout=REQUEST_TIMEOUT)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-
     def create_objects(self) -> None:
         c = self.admin.get()
         run, lay = self.lay.run, self.lay
         rng = random.Random(self.seed)
         for name in lay.nodes:
-            self.create(c.core.create_node, objects.node(name, run))
+            create_or_keep(c.core.create_node, objects.node(name, run))
         for ns in lay.namespaces():
-            self.create(c.core.create_namespace, objects.namespace(ns, run))
+            create_or_keep(c.core.create_namespace, objects.namespace(ns, run))
         for ns in lay.namespaces():
             read = functools.partial(
                 c.core.read_namespaced_service_account, "default", ns, _request_timeout=REQUEST_TIMEOUT
@@ -269,11 +262,11 @@ class Soak:
             if not ready:
                 raise RuntimeError(f"ServiceAccount default never appeared in {ns}")
         for ns, name in lay.loops:
-            self.create(
+            create_or_keep(
                 c.apps.create_namespaced_deployment, ns, objects.workload(name, run, objects.profile(rng))
             )
             body = objects.loop(name, run, interval_s=self.size.loop_interval)
-            self.create(
+            create_or_keep(
                 c.custom.create_namespaced_custom_object, GROUP, VERSION, ns, "optimizationloops", body
             )
             self.loop_spec[(ns, name)] = {"replicas": max(objects.REPLICAS_MAX_CHOICES), "cpu": "2"}
@@ -287,20 +280,22 @@ class Soak:
         for ns, name, alloc in lay.allocation_workloads:
             labels = {objects.ALLOC_GROUP_LABEL: alloc}
             body = objects.workload(name, run, objects.profile(rng), labels=labels)
-            self.create(c.apps.create_namespaced_deployment, ns, body)
+            create_or_keep(c.apps.create_namespaced_deployment, ns, body)
             manager = checks.Manager("ResourceAllocation", f"{ns}/{alloc}", allocation=limits)
             self.recorder.record.managers[f"{ns}/{name}"] = manager
         for ns, name in lay.allocations:
             body = objects.allocation(name, run, interval_s=self.size.allocation_interval, budget=1.0)
-            self.create(
+            create_or_keep(
                 c.custom.create_namespaced_custom_object, GROUP, VERSION, ns, "resourceallocations", body
             )
             self.budgets[(ns, name)] = 1.0
         for i, (plan, node) in enumerate(lay.plans):
             body = objects.drain_workload(f"drain-{i}", run, node)
-            self.create(c.apps.create_namespaced_deployment, lay.maintenance_namespace, body)
+            create_or_keep(c.apps.create_namespaced_deployment, lay.maintenance_namespace, body)
             budget = objects.drain_budget(f"drain-{i}", run)
-            self.create(c.policy.create_namespaced_pod_disruption_budget, lay.maintenance_namespace, budget)
+            create_or_keep(
+                c.policy.create_namespaced_pod_disruption_budget, lay.maintenance_namespace, budget
+            )
             self.recorder.record.plans[plan] = checks.PlanLimits(
                 nodes=frozenset({node}), max_concurrent=1, horizon_seconds=objects.PLAN_HORIZON_SECONDS
             )
@@ -429,7 +424,7 @@ class Soak:
         plan, node = self.lay.plans[index]
         try:
             c = self.admin.get()
-            self.create(
+            create_or_keep(
                 c.custom.create_cluster_custom_object,
                 GROUP,
                 VERSION,

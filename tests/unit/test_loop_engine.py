@@ -9,7 +9,7 @@ import pytest
 
 from autoloop.engines import loop, safety
 from autoloop.simulation import service
-from tests.unit.loop_config import MIB, loop_config
+from tests.unit.loop_config import MIB, loop_config, observed
 
 CFG = loop_config(
     bounds={"replicas": (1, 20), "cpu_request": (0.1, 4.0), "memory_request": (64 * MIB, 4096 * MIB)},
@@ -27,15 +27,7 @@ def observe(settings: dict[str, float], t: float, rng: np.random.Generator) -> l
         memory_limit_bytes=settings["memory_request"],
     )
     rows = [service.simulate_step(PROFILE, s, t + 10 * i, rng, step_seconds=10) for i in range(30)]
-    return loop.Observation(
-        settings=settings,
-        rps=[r.rps for r in rows],
-        latency_p95=[r.latency_p95_seconds for r in rows],
-        error_ratio=[r.error_ratio for r in rows],
-        cpu_per_pod=[r.cpu_cores_per_pod for r in rows],
-        memory_per_pod=[r.memory_bytes_per_pod for r in rows],
-        pdb=safety.PdbStatus(present=False),
-    )
+    return observed(settings, rows)
 
 
 def run(settings: dict[str, float], n: int, cfg: loop.LoopConfig = CFG, seed: int = 0):  # type: ignore[no-untyped-def]

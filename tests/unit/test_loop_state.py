@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
-from autoloop.engines import loop, safety
+from autoloop.engines import loop
 from autoloop.simulation import service
-from tests.unit.loop_config import MIB, loop_config
+from tests.unit.loop_config import MIB, loop_config, observed
 
 CFG = loop_config(max_changes_per_day=48)
 # The operator's budget for `status.engineState` (it is sent to every watcher of the CR).
@@ -27,16 +27,7 @@ def test_state_json_stays_under_3_kb_after_1000_passes_of_varying_load() -> None
         rows = [
             service.simulate_step(profile, s, 300.0 * i + 30 * k, rng, step_seconds=30) for k in range(10)
         ]
-        obs = loop.Observation(
-            settings=settings,
-            rps=[r.rps for r in rows],
-            latency_p95=[r.latency_p95_seconds for r in rows],
-            error_ratio=[r.error_ratio for r in rows],
-            cpu_per_pod=[r.cpu_cores_per_pod for r in rows],
-            memory_per_pod=[r.memory_bytes_per_pod for r in rows],
-            oom_kills=sum(r.oom_kills for r in rows),
-            pdb=safety.PdbStatus(present=False),
-        )
+        obs = observed(settings, rows, oom_kills=sum(r.oom_kills for r in rows))
         d, state = engine.step(CFG, state, obs, 300.0 * (i + 1))
         text = state.model_dump_json()
         largest = max(largest, len(text))
@@ -97,15 +88,7 @@ def test_an_older_state_dict_loads_and_steps() -> None:
     prof = service.ServiceProfile(base_rps=200.0)
     s = service.Settings(4, 1.0, None, 512 * MIB, 512 * MIB)
     rows = [service.simulate_step(prof, s, 12000.0 + 10 * k, rng, step_seconds=10) for k in range(30)]
-    obs = loop.Observation(
-        settings={"replicas": 4.0, "cpu_request": 1.0, "memory_request": 512 * MIB},
-        rps=[r.rps for r in rows],
-        latency_p95=[r.latency_p95_seconds for r in rows],
-        error_ratio=[r.error_ratio for r in rows],
-        cpu_per_pod=[r.cpu_cores_per_pod for r in rows],
-        memory_per_pod=[r.memory_bytes_per_pod for r in rows],
-        pdb=safety.PdbStatus(present=False),
-    )
+    obs = observed({"replicas": 4.0, "cpu_request": 1.0, "memory_request": 512 * MIB}, rows)
     d, new = loop.LoopEngine().step(CFG, state, obs, 12300.0)
     assert d.action in ("hold", "change") and new.iteration == 41
     assert "strategies" not in new.model_dump() and len(new.model_dump_json()) <= STATE_BYTES_MAX
