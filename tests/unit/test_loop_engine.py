@@ -194,3 +194,16 @@ def test_change_times_keep_the_last_day_bounded() -> None:
         and many[-1] == 500.0
         and many[0] == 500.0 - loop.MAX_CHANGE_TIMES + 1
     )
+
+
+def test_a_downsizing_is_explained_by_what_it_was_planned_on() -> None:
+    # The explanation's `predicted` holds what sizing used: a downsizing that was accepted keeps
+    # the forecast utilisation under the learned setpoint. A latency the plan did not use (the
+    # response model's curve) would read as a contradiction, e.g. 484 ms predicted for a 250 ms target.
+    decisions, _, _ = run(OVER, 40)
+    downs = [d for d in decisions if d.applied and d.explanation.direction == "down"]
+    assert downs
+    for d in downs:
+        p = d.explanation.predicted
+        assert p["utilisation"] <= 1.05 * p["setpoint"]
+        assert "latency_p95" not in p

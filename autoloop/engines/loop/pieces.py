@@ -114,7 +114,11 @@ def predicted(
     proposal: dict[str, float],
     now: float,
 ) -> dict[str, float]:
-    """What the plan expects of `proposal` over the next interval (the explanation's `predicted`)."""
+    """What the plan expects of `proposal` over the next interval (the explanation's `predicted`).
+
+    Only what the decision is made from: the load forecast, the utilisation it gives the proposal
+    and the learned setpoint it is held under. The response model's latency curve is not among
+    them: sizing does not use it, and a latency it did not plan by would contradict the decision."""
     upper, mean = sizing.forecast(st, saw["rps_recent"])
     cpu_s = sizing.cpu_seconds_per_request(st, config.error_slo_ratio)
     rho = upper * cpu_s / max(proposal["replicas"] * proposal["cpu_request"], 1e-9)
@@ -124,7 +128,6 @@ def predicted(
         "rps_mean": mean,
         "utilisation": rho,
         "setpoint": sp,
-        "latency_p95": st.model.latency(rho),
         "memory_floor": sizing.memory_floor(st, now),
         # The proposal's cost relative to holding (what `status.recommendation.score` shows).
         "score": config.cost(proposal) / max(config.cost(cur), 1e-12),
