@@ -10,7 +10,8 @@ from typing import Any, Final
 
 import numpy as np
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
-from requests import JSONDecodeError, RequestException
+from requests import JSONDecodeError, RequestException, Session
+from requests.adapters import DEFAULT_POOLSIZE, HTTPAdapter
 from urllib3.util.retry import Retry
 
 from autoloop.metrics.source import MetricsUnavailable, Series
@@ -31,7 +32,10 @@ class PrometheusSource:
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS,
         on_query: Callable[[], None] | None = None,
+        pool_size: int = DEFAULT_POOLSIZE,
     ) -> None:
+        """`pool_size`: connections kept open for reuse; give it the number of threads that query
+        at once (the operator's handler workers), or each query beyond it opens and drops one."""
         self.url = url
         self.on_query = on_query
         """Called once per query sent (the operator counts them in its /metrics)."""
@@ -40,7 +44,13 @@ class PrometheusSource:
         # One quick retry of a 5xx/429 answer: the next pass retries anyway, and the client's own
         # default (3 retries, 1 s backoff factor) would hold a pass for ~7 s per query.
         retry = Retry(total=1, backoff_factor=0.2, status_forcelist=RETRY_STATUSES, allowed_methods=None)
-        self._client = PrometheusConnect(url=url, disable_ssl=True, retry=retry, timeout=timeout_seconds)
+        session = Session()
+        session.verify = False  # what disable_ssl=True sets on a session the client makes itself
+        self._client = PrometheusConnect(
+            url=url, disable_ssl=True, retry=retry, timeout=timeout_seconds, session=session
+        )
+        # The client mounts its own adapter (urllib3's default pool of 10) for `url`; ours replaces it.
+        session.mount(url, HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=pool_size))
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         if self.on_query is not None:

@@ -47,10 +47,16 @@ class Clients:
 
     @classmethod
     def connect(
-        cls, kubeconfig: str | None = None, *, on_request: Callable[[str, int], None] | None = None
+        cls,
+        kubeconfig: str | None = None,
+        *,
+        on_request: Callable[[str, int], None] | None = None,
+        pool_size: int | None = None,
     ) -> Clients:
         """In-cluster ServiceAccount, else KUBECONFIG; or the given kubeconfig file. `on_request`
-        is called with the verb and the request body's size for every call the handlers make."""
+        is called with the verb and the request body's size for every call the handlers make.
+        `pool_size`: apiserver connections kept for reuse (the client's default is 5 per CPU);
+        give it the number of handler threads."""
         configuration = client.Configuration()
         if kubeconfig:
             config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
@@ -59,6 +65,8 @@ class Clients:
                 config.load_incluster_config(client_configuration=configuration)
             except config.ConfigException:
                 config.load_kube_config(client_configuration=configuration)
+        if pool_size is not None:
+            configuration.connection_pool_maxsize = pool_size
         api = CountingApiClient(configuration, on_request=on_request)
         return cls(
             api=api,

@@ -55,7 +55,7 @@ def run(settings: OperatorSettings) -> None:
     settings.validate()
     StatusBase.HISTORY_LIMIT = settings.history_limit  # read by every kind's status.record
     telemetry.serve(settings.metrics_port)
-    clients = kube.Clients.connect(on_request=telemetry.api_request)
+    clients = kube.Clients.connect(on_request=telemetry.api_request, pool_size=settings.workers)
     leader: LeaderElector | AlwaysLeader = AlwaysLeader()
     if settings.leader_election:
         leader = LeaderElector(client.CoordinationV1Api(clients.api), namespace=settings.lease_namespace())
@@ -70,6 +70,7 @@ def run(settings: OperatorSettings) -> None:
             timeout_seconds=settings.prometheus_timeout_seconds,
             max_age_seconds=settings.stale_after_seconds,
             on_query=telemetry.PROMETHEUS_QUERIES.inc,
+            pool_size=settings.workers,
         ),
         refits=BackgroundRefits(),
         histories=HistoryCache(),

@@ -6,7 +6,10 @@ rewritten, or an error in its place); the others are real PromQL answers.
 
 from __future__ import annotations
 
+import concurrent.futures
+import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -72,3 +75,23 @@ def test_an_unreachable_server_is_named() -> None:
     with pytest.raises(MetricsUnavailable) as caught:
         PrometheusSource(f"http://127.0.0.1:{port}", timeout_seconds=1).instant("up")
     assert caught.value.reason == "PrometheusUnreachable"
+
+
+def test_concurrent_passes_reuse_their_connections(prometheus: Any, caplog: pytest.LogCaptureFixture) -> None:
+    # The operator's handler threads share one source; a pool smaller than the threads querying
+    # at once opens and drops a connection per query beyond it (urllib3 says "pool is full").
+    threads = 24  # the operator's default workers
+    source = PrometheusSource(prometheus.url, pool_size=threads)
+    barrier = threading.Barrier(threads)
+
+    def queries(_: int) -> list[float]:
+        barrier.wait()
+        return [source.instant("vector(1)") for _ in range(5)]
+
+    with (
+        caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"),
+        concurrent.futures.ThreadPoolExecutor(threads) as pool,
+    ):
+        answers = [v for vs in pool.map(queries, range(threads)) for v in vs]
+    assert answers == [1.0] * 5 * threads
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]

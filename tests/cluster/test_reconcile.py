@@ -57,6 +57,12 @@ class Events:
         return out
 
 
+@pytest.fixture(scope="module", autouse=True)
+def installed(control_plane: Any) -> None:
+    """The CRDs and RBAC of manifests/ (the handler runs in this process, not as the operator)."""
+    opp.install(control_plane)
+
+
 @pytest.fixture
 def events() -> Iterator[Events]:
     loop = asyncio.new_event_loop()
