@@ -54,9 +54,12 @@ class Routing(ApiModel):
     group_by: str | None = Field(
         default=None,
         max_length=317,
-        description="A node label (e.g. topology.kubernetes.io/zone): when a node's turn comes, traffic also "
-        "moves off the nodes with its value that the plan will maintain in the same window, and returns "
-        "after the last of them (one shift per zone instead of one per node).",
+        description="A node label (e.g. topology.kubernetes.io/zone): the schedule maintains the nodes "
+        "sharing a value of it as one group, in one window and in a turn no other group overlaps (a group "
+        "no window holds within the limits is split over as few windows as possible, condition Scheduled "
+        "reason GroupSplit); when a node's turn comes, traffic also moves off the nodes with its value "
+        "that the plan will maintain in the same window, and returns after the last of them (one shift "
+        "per zone instead of one per node).",
         pattern=QUALIFIED_NAME_PATTERN,
     )
     restore_timeout: Duration = Field(

@@ -314,7 +314,12 @@ class NodeProgress(ApiModel):
     started_at: str | None = None
     updated_at: str | None = None
     message: str = ""
-    evicted: int = 0
+    evicted: int = Field(
+        default=0,
+        description="Pods whose eviction the Eviction API accepted, saved with the node's progress: an "
+        "operator crash between an eviction and the next status write leaves that one uncounted (the pod "
+        "is still evicted once; the resumed drain does not evict it again).",
+    )
 
 
 class MaintenancePlanStatus(StatusBase):

@@ -3,7 +3,8 @@
 Contract: `Scheduler(solver=...).solve(problem)` takes nodes (risk of failing within a horizon,
 optional hours to predicted failure, labels, pods per PodDisruptionBudget), recurring windows
 (days, HH:MM start/end, IANA time zone), limits (maxConcurrent as a count or percent, per-label-group
-limits, minimum spacing between starts, each PDB's allowed disruptions) and returns a
+limits, minimum spacing between starts, each PDB's allowed disruptions, optionally a label whose
+groups are maintained together: `Limits.together`, see `schedule_together`) and returns a
 `ScheduleResult`: a slot per node, the expected unplanned failures, solver, objective, gap and solve
 time. Nodes that cannot be placed come back as typed `Infeasibility` entries naming the node and the
 constraint; nothing raises for an infeasible plan. `check()` is the one constraint checker every
@@ -35,6 +36,8 @@ import dimod
 import numpy as np
 from dwave.samplers import SimulatedAnnealingSampler
 from ortools.sat.python import cp_model
+
+from autoloop.engines import schedule_together as together
 
 DAYS: Final[tuple[str, ...]] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 UNSCHEDULED_PENALTY: Final[float] = 10.0
@@ -97,6 +100,10 @@ class Limits:
     """Minimum time between two nodes' starts."""
     pdb_allowed: Mapping[str, int] = field(default_factory=dict)
     """PDB name -> allowed disruptions (status.disruptionsAllowed); missing PDBs do not limit."""
+    together: str | None = None
+    """Label key: the needed nodes sharing a value of it are maintained as one group, in one window
+    and in a turn no other group's nodes overlap (see engines.schedule_together); a group no window
+    holds within the limits is split over as few windows as possible and reported in `split`."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +161,8 @@ class ScheduleResult:
     disruption_cost: float
     violations: tuple[Violation, ...]
     status: str
+    split: tuple[str, ...] = ()
+    """Groups of `Limits.together` spread over several windows, one line each (empty when whole)."""
 
 
 # -- problem preparation ------------------------------------------------------------------------------
@@ -180,6 +189,8 @@ class Prepared:
     """(pdb, task indices, demands, allowed disruptions)."""
     spacing_slots: int
     infeasible: tuple[Infeasibility, ...]
+    together: together.Groups | None = None
+    """Groups kept in one turn (Limits.together), or None."""
 
 
 def _limit(value: int | str, total: int) -> int:
@@ -244,9 +255,11 @@ def prepare(problem: Problem, *, disruption_weight: float) -> Prepared:
         occurrences, window_error = [], f"invalid window: {err}"
     # For each slot start, when its (merged) window closes; -inf when the slot is outside windows.
     open_until = np.full(n_slots, -np.inf)
-    for a, b in occurrences:
+    window_of_slot = np.full(n_slots, -1, dtype=int)
+    for k, (a, b) in enumerate(occurrences):
         inside = (slot_starts >= a) & (slot_starts < b)
         open_until[inside] = b
+        window_of_slot[inside] = k
     hours = (slot_starts - problem.start) / 3600.0
     total = problem.total_nodes or len(problem.nodes)
     pdb_allowed = problem.limits.pdb_allowed
@@ -320,6 +333,7 @@ def prepare(problem: Problem, *, disruption_weight: float) -> Prepared:
         pdbs=tuple(pdbs),
         spacing_slots=math.ceil(spacing / problem.slot_minutes) if spacing > 0 else 0,
         infeasible=tuple(infeasible),
+        together=together.build(problem.limits.together, [t.labels for t in tasks], window_of_slot),
     )
 
 
@@ -339,6 +353,7 @@ class Usage:
         self.allowed = [set(a.tolist()) for a in prep.allowed]
         self.task_groups: list[list[int]] = [[] for _ in prep.tasks]
         self.task_pdbs: list[list[tuple[int, int]]] = [[] for _ in prep.tasks]
+        self.spans = together.Spans(prep.together, prep.durations) if prep.together else None
         for g, (_, idxs, _) in enumerate(prep.groups):
             for i in idxs:
                 self.task_groups[i].append(g)
@@ -365,6 +380,8 @@ class Usage:
             lo = max(0, slot - prep.spacing_slots + 1)
             if self.starts[lo : slot + prep.spacing_slots].any():
                 out.append("minSpacing")
+        if self.spans is not None and (other := self.spans.conflict(task, slot)) is not None:
+            out.append(f"together {other}")
         return out
 
     def add(self, task: int, slot: int, sign: int = 1) -> None:
@@ -375,6 +392,8 @@ class Usage:
         for k, dem in self.task_pdbs[task]:
             self.pdb_use[k][span] += sign * dem
         self.starts[slot] += sign
+        if self.spans is not None:
+            self.spans.add(task, slot, sign)
 
 
 def check(prep: Prepared, slots: Mapping[int, int]) -> list[Violation]:
@@ -517,6 +536,7 @@ class Scheduler:
             disruption_cost=disruption,
             violations=tuple(check(prep, slots)),
             status=status,
+            split=together.split(prep.together, slots),
         )
 
 
@@ -546,14 +566,17 @@ def _subset(prep: Prepared, keep: Sequence[int]) -> Prepared:
         unscheduled_cost=prep.unscheduled_cost[list(keep)],
         groups=tuple(groups),
         pdbs=tuple(pdbs),
+        together=prep.together.subset(keep) if prep.together else None,
     )
 
 
 def evaluate(
     prep: Prepared, slots: Mapping[int, int], *, disruption_weight: float
 ) -> tuple[float, float, float]:
-    """(objective, expected unplanned failures, planned disruption) of a plan over the needed nodes."""
-    objective = failures = disruption = 0.0
+    """(objective, expected unplanned failures, planned disruption) of a plan over the needed nodes;
+    the objective includes the penalty for groups split over windows (Limits.together)."""
+    objective = together.split_penalty(prep.together, slots)
+    failures = disruption = 0.0
     last_hour = (prep.slot_starts[-1] - prep.problem.start) / 3600.0 if len(prep.slot_starts) else 0.0
     for i, node in enumerate(prep.tasks):
         if i in slots:
@@ -623,6 +646,8 @@ def _solve_cpsat(
             for i in range(n)
         ]
         model.add_no_overlap(gaps)
+    if prep.together is not None:
+        objective += _together_cpsat(model, prep, prep.together, x)
     model.minimize(sum(objective))
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = time_limit
@@ -635,6 +660,43 @@ def _solve_cpsat(
         return None, 0.0, name
     slots = {i: s for i in range(n) for s, v in x[i].items() if solver.boolean_value(v)}
     return slots, solver.best_objective_bound / OBJECTIVE_SCALE, name
+
+
+def _together_cpsat(
+    model: cp_model.CpModel,
+    prep: Prepared,
+    groups: together.Groups,
+    x: Sequence[Mapping[int, cp_model.IntVar]],
+) -> list[cp_model.LinearExpr]:
+    """Group turns: per (group, window) an optional interval covering its nodes there, intervals of
+    all groups never overlapping; each window a group uses beyond its first costs SPLIT_PENALTY."""
+    n_slots = len(prep.slot_starts)
+    parts: list[cp_model.IntervalVar] = []
+    terms: list[cp_model.LinearExpr] = []
+    penalty = round(together.SPLIT_PENALTY * OBJECTIVE_SCALE)
+    for g in range(len(groups.names)):
+        members = groups.members(g)
+        windows = sorted({int(groups.window_of_slot[s]) for i in members for s in x[i]})
+        used = []
+        for w in windows:
+            inside = np.flatnonzero(groups.window_of_slot == w)
+            lo, hi = int(inside[0]), min(n_slots, int(inside[-1]) + 1 + int(prep.durations.max()))
+            u = model.new_bool_var(f"u{g}_{w}")
+            start = model.new_int_var(lo, hi, f"ts{g}_{w}")
+            end = model.new_int_var(lo, hi, f"te{g}_{w}")
+            size = model.new_int_var(0, hi - lo, f"tz{g}_{w}")
+            parts.append(model.new_optional_interval_var(start, size, end, u, f"turn{g}_{w}"))
+            for i in members:
+                d = int(prep.durations[i])
+                for s, v in x[i].items():
+                    if groups.window_of_slot[s] == w:
+                        model.add_implication(v, u)
+                        model.add(start <= s).only_enforce_if(v)
+                        model.add(end >= s + d).only_enforce_if(v)
+            used.append(u)
+        terms.append(penalty * (cp_model.LinearExpr.sum(used) - 1))
+    model.add_no_overlap(parts)
+    return terms
 
 
 def _start_var(
@@ -706,6 +768,8 @@ def build_bqm(
             dem = dict(zip(idxs.tolist(), demand.tolist(), strict=True))
             sub = [v for v in vs if v[0] in dem]
             _at_most(bqm, sub, [dem[v[0]] for v in sub], cap, penalty, f"pdb{k}_{t}")
+    if prep.together is not None:
+        _together_bqm(bqm, prep.together, chosen, by_slot, penalty)
     if prep.spacing_slots:
         starts: dict[int, list[tuple[int, int]]] = {}
         for v in chosen:
@@ -718,6 +782,33 @@ def build_bqm(
                     if near[p][0] != near[q][0]:
                         bqm.add_interaction(near[p], near[q], penalty)
     return bqm, chosen
+
+
+def _together_bqm(
+    bqm: dimod.BinaryQuadraticModel,
+    groups: together.Groups,
+    chosen: Mapping[tuple[int, int], int],
+    by_slot: Mapping[int, Sequence[tuple[int, int]]],
+    penalty: float,
+) -> None:
+    """Pairwise form of the group turns: two nodes of one group in different windows, or two nodes
+    of different groups in maintenance at the same slot, pay `penalty`. (Interleaved turns that never
+    share a slot are not pairwise; repair keeps them apart.)"""
+    by_group: dict[int, list[tuple[int, int]]] = {}
+    for v in chosen:
+        if groups.of_task[v[0]] >= 0:
+            by_group.setdefault(int(groups.of_task[v[0]]), []).append(v)
+    for vs in by_group.values():
+        for a in range(len(vs)):
+            for b in range(a + 1, len(vs)):
+                if groups.window_of_slot[vs[a][1]] != groups.window_of_slot[vs[b][1]]:
+                    bqm.add_interaction(vs[a], vs[b], penalty)
+    for active in by_slot.values():
+        grouped = [v for v in active if groups.of_task[v[0]] >= 0]
+        for a in range(len(grouped)):
+            for b in range(a + 1, len(grouped)):
+                if groups.of_task[grouped[a][0]] != groups.of_task[grouped[b][0]]:
+                    bqm.add_interaction(grouped[a], grouped[b], penalty)
 
 
 def _at_most(
@@ -763,17 +854,21 @@ def _solve_annealing(
 def repair(prep: Prepared, proposal: Mapping[int, int], *, improve_passes: int = 3) -> dict[int, int]:
     """Make a proposal feasible, then improve it by single moves.
 
-    Riskiest node first: keep its proposed start if it fits, else take its cheapest feasible start,
-    so the scarce early slots go to the nodes that lose most by waiting. Then each node in turn
+    Riskiest node first (with Limits.together, a group's nodes one after the other, the group
+    ranked by its riskiest): keep its proposed start if it fits, else take its cheapest feasible
+    start, so the scarce early slots go to the nodes that lose most by waiting. Then each node in turn
     moves to a cheaper start if one is feasible (a 1-opt descent that leaves optimal plans alone).
     """
     usage = Usage(prep)
     out: dict[int, int] = {}
-    order = sorted(range(len(prep.tasks)), key=lambda i: -prep.tasks[i].risk)
+    order = together.order(prep.together, [t.risk for t in prep.tasks])
     for i in order:
         proposed = proposal.get(i)
         tries = [] if proposed is None else [proposed]
         tries += [int(prep.allowed[i][j]) for j in np.argsort(prep.costs[i], kind="stable")]
+        if usage.spans is not None:
+            # A group stays in the windows it already uses when it can; it spreads only if not.
+            tries = [s for s in tries if usage.spans.keeps_whole(i, s)] + tries
         for s in tries:
             if not usage.conflicts(i, s):
                 usage.add(i, s)
@@ -792,7 +887,8 @@ def repair(prep: Prepared, proposal: Mapping[int, int], *, improve_passes: int =
                 if prep.costs[i][j] >= limit:
                     break
                 s = int(prep.allowed[i][j])
-                if not usage.conflicts(i, s):
+                whole = usage.spans is None or usage.spans.keeps_whole(i, s)
+                if whole and not usage.conflicts(i, s):
                     best = s
                     break
             usage.add(i, best)

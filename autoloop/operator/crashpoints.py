@@ -17,6 +17,10 @@ POINTS: Final[tuple[str, ...]] = (
     "loop-after-patch",
     "allocation-after-intent",
     "allocation-after-patch",
+    "plan-after-cordon",
+    "plan-after-evict",
+    "plan-after-act",
+    "plan-after-uncordon",
 )
 ENV: Final = "AUTOLOOP_CRASH_AT"
 

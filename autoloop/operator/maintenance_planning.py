@@ -246,6 +246,9 @@ def build_problem(
             group_limits={g.label_key: g.max_concurrent for g in spec.groups},
             min_spacing_minutes=parse_duration(spec.min_spacing).total_seconds() / 60.0,
             pdb_allowed=pdb_allowed,
+            # With routes grouped by a label, each group (zone) is maintained in one turn, so its
+            # shift covers whole backends (see engines.schedule_together).
+            together=spec.routing.group_by if spec.routing.routes else None,
         ),
         start=start.timestamp(),
         horizon_hours=SCHEDULE_HORIZON_HOURS,
@@ -309,5 +312,8 @@ def plan_schedule(
     if result.infeasible:
         text = "; ".join(f"{i.node}: {i.constraint}: {i.message}" for i in result.infeasible)
         p.condition("Scheduled", "False", "Infeasible", text[:4000], event="Warning")
+    elif result.split:
+        text = f"{len(result.assignments)} nodes scheduled; " + "; ".join(result.split)
+        p.condition("Scheduled", "True", "GroupSplit", text[:4000], event="Warning")
     else:
         p.condition("Scheduled", "True", "Scheduled", f"{len(result.assignments)} nodes scheduled")

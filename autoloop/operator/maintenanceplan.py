@@ -34,7 +34,7 @@ from autoloop.api.maintenanceplan import (
 )
 from autoloop.metrics.queries import QueryRefused, check_query, escape_label_value
 from autoloop.metrics.source import MetricSource, MetricsUnavailable
-from autoloop.operator import draining, failure_learning, kube, routing, telemetry, wiring
+from autoloop.operator import crashpoints, draining, failure_learning, kube, routing, telemetry, wiring
 from autoloop.operator.maintenance_planning import (
     DEFAULT_HORIZON_HOURS,
     Observation,
@@ -270,12 +270,14 @@ class Executor:
         """Do one step's (idempotent) action; True when it is complete."""
         if entry.step == "Cordoned":
             draining.cordon(self.clients, entry.node, owner=self.owner)
+            crashpoints.reached("plan-after-cordon")
             return True
         if entry.step == "Draining":
             return self.drain(entry)
         if entry.step == "Acting":
             return self.act(entry)
         draining.uncordon(self.clients, entry.node, owner=self.owner)
+        crashpoints.reached("plan-after-uncordon")
         return True
 
     def route_away(self) -> bool:
@@ -313,6 +315,7 @@ class Executor:
                 )
                 if outcome is draining.Eviction.EVICTED:
                     entry.evicted += 1
+                    crashpoints.reached("plan-after-evict")
                 elif outcome is draining.Eviction.REFUSED:
                     refused.append(f"{pod.key}: {message}")
             if refused:
@@ -381,6 +384,7 @@ class Executor:
             if actions.ready_annotation:
                 annotations[actions.ready_annotation] = None  # a stale "ready" from an earlier turn
             draining.annotate_node(self.clients, entry.node, annotations)
+            crashpoints.reached("plan-after-act")
             return not actions.ready_annotation
         if not actions.ready_annotation or node.annotations.get(actions.ready_annotation):
             return True

@@ -171,6 +171,26 @@ def condition(obj: dict[str, Any], type: str) -> dict[str, Any] | None:
     return None
 
 
+def crash_at(cp: Any, prometheus_url: str, workdir: Path, point: str) -> None:
+    """Run an operator that dies at `point`; wait for the SIGKILL."""
+    kubeconfig = service_account_kubeconfig(cp, workdir / "operator.kubeconfig")
+    launched = launch_operator(
+        kubeconfig,
+        prometheus_url,
+        workdir / f"crash-{point}.log",
+        tick=1.0,
+        extra_env={"AUTOLOOP_CRASH_AT": point},
+    )
+    try:
+        code = launched.process.wait(timeout=150)
+    except Exception:
+        launched.process.kill()
+        raise
+    assert code == -9, (
+        f"the operator ended with {code}, not at {point}:\n{(workdir / f'crash-{point}.log').read_text()[-3000:]}"
+    )
+
+
 def operator_fixture(control_plane: Any, prometheus: Any, tmp_path_factory: Any) -> Iterator[OperatorProcess]:
     install(control_plane)
     op = start(control_plane, prometheus.url, tmp_path_factory.mktemp("operator"))

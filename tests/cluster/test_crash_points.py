@@ -19,33 +19,12 @@ import pytest
 from kubernetes import client, watch
 
 from autoloop.operator import kube
-from bench._operator import launch_operator
 from tests.cluster import operator_process as opp
 from tests.cluster import test_allocation as alloc
 
 pytestmark = pytest.mark.cluster
 
 DECISION = kube.DECISION_ANNOTATION
-
-
-def crash_at(cp: Any, prometheus: Any, workdir: Path, point: str) -> None:
-    """Run an operator that dies at `point`; wait for the SIGKILL."""
-    kubeconfig = opp.service_account_kubeconfig(cp, workdir / "operator.kubeconfig")
-    launched = launch_operator(
-        kubeconfig,
-        prometheus.url,
-        workdir / f"crash-{point}.log",
-        tick=1.0,
-        extra_env={"AUTOLOOP_CRASH_AT": point},
-    )
-    try:
-        code = launched.process.wait(timeout=150)
-    except Exception:
-        launched.process.kill()
-        raise
-    assert code == -9, (
-        f"the operator ended with {code}, not at {point}:\n{(workdir / f'crash-{point}.log').read_text()[-3000:]}"
-    )
 
 
 class SpecChanges:
@@ -110,7 +89,7 @@ def test_a_loop_decision_survives_a_crash_at_each_point(
     cp = control_plane
     opp.approved_recommendation(cp, namespace)  # its first pass applies r1: replicas 4 -> 2
     generation = opp.get_json(cp, namespace, "deploy/web")["metadata"]["generation"]
-    crash_at(cp, prometheus, tmp_path, point)
+    opp.crash_at(cp, prometheus.url, tmp_path, point)
 
     crashed = opp.get_json(cp, namespace, "oloop/web").get("status", {})
     target = opp.get_json(cp, namespace, "deploy/web")
@@ -157,7 +136,7 @@ def test_an_allocation_crashed_after_intent_or_after_patch_applies_each_decision
     alloc.apply(cp, namespace, alloc.allocation("shop", mode="Auto"))
     try:
         # 1. Dies after recording its first Applied decision, before patching the workload.
-        crash_at(cp, prometheus, tmp_path, "allocation-after-intent")
+        opp.crash_at(cp, prometheus.url, tmp_path, "allocation-after-intent")
         first = [
             d for d in alloc.ralloc(cp, namespace, "shop")["status"]["decisions"] if d["action"] == "Applied"
         ]
@@ -167,7 +146,7 @@ def test_an_allocation_crashed_after_intent_or_after_patch_applies_each_decision
 
         # 2. The next operator finds it never reached its workload, abandons it, decides again,
         #    patches, and dies right after the patch.
-        crash_at(cp, prometheus, tmp_path, "allocation-after-patch")
+        opp.crash_at(cp, prometheus.url, tmp_path, "allocation-after-patch")
         decisions = {d["id"]: d for d in alloc.ralloc(cp, namespace, "shop")["status"]["decisions"]}
         assert decisions[unapplied["id"]]["action"] == "Abandoned"
         patched = opp.wait_until(lambda: changes.by_decision() or None, timeout=10, what="the patch seen")

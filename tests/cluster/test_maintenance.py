@@ -824,3 +824,76 @@ def test_pdb_blocking_the_drain_skips_the_node_and_force_needs_its_rbac(
     finally:
         cp.kubectl("delete", "-f", str(FORCE_RBAC), check=False)
         delete_plan(cp, namespace, "forced")
+
+
+@pytest.mark.slow  # a minute per point: `make test-slow`
+@pytest.mark.parametrize(
+    "point", ["plan-after-cordon", "plan-after-evict", "plan-after-act", "plan-after-uncordon"]
+)
+def test_operator_killed_between_a_step_and_its_record_does_it_once(
+    control_plane: Any,
+    namespace: str,
+    node_prometheus: NodePrometheus,
+    installed: None,
+    tmp_path: Path,
+    point: str,
+) -> None:
+    """SIGKILL right after an action, before the step that follows it is in status
+    (`AUTOLOOP_CRASH_AT`, autoloop.operator.crashpoints); a new operator resumes the node from its
+    recorded step: in etcd order the node is cordoned once, each pod evicted once, the workloads
+    restarted once, the node uncordoned once, and the entry is the same turn (same start)."""
+    cp, node = control_plane, "kwok-node-1"
+    deployment(cp, namespace, "web", replicas=2, node=node)
+    wait_ready(cp, namespace, "web", 2)
+    generation = cp.kubectl_json("-n", namespace, "get", "deployment", "web")["metadata"]["generation"]
+    timeline = Timeline(cp, namespace, "plan", node)
+    apply_plan(
+        cp,
+        namespace,
+        "plan",
+        {
+            "nodes": [node],
+            "mode": "Auto",
+            "actions": {
+                "annotate": {"example.com/fw": "1"},
+                "restartWorkloads": {"namespace": namespace, "selector": {"matchLabels": {"app": "web"}}},
+            },
+        },
+    )
+    opp.crash_at(cp, node_prometheus.url, tmp_path, point)
+    started = progress(cp, namespace, "plan")[node]["startedAt"]
+    second = opp.start(cp, node_prometheus.url, tmp_path)
+    try:
+        opp.wait_until(
+            lambda: progress(cp, namespace, "plan").get(node, {}).get("step") == "Done",
+            timeout=90,
+            what=f"{node} Done after the restart",
+        )
+        time.sleep(1)  # let the watches deliver the last writes
+        order = [("evicted" if e.startswith("evicted") else e) for e in timeline.ordered()]
+        assert order == [
+            "step Cordoned",
+            "cordon",
+            "step Draining",
+            "evicted",
+            "evicted",
+            "step Acting",
+            "step Uncordoning",
+            "uncordon",
+            "step Done",
+        ], order
+        entry = progress(cp, namespace, "plan")[node]
+        assert entry["startedAt"] == started, "resumed, not started again"
+        web = cp.kubectl_json("-n", namespace, "get", "deployment", "web")
+        assert web["metadata"]["generation"] == generation + 1, "restarted once"
+        assert (
+            web["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"] == started
+        )
+        found = cp.kubectl_json("get", "node", node)
+        assert not found["spec"].get("unschedulable")
+        assert found["metadata"]["annotations"].get("example.com/fw") == "1"
+        delete_plan(cp, namespace, "plan")
+    finally:
+        second.stop()
+        sys.stderr.write("---- operator log (tail) ----\n" + second.log()[-4000:] + "\n")
+        cp.kubectl("annotate", "node", node, "example.com/fw-", f"{GROUP}/maintenance-", check=False)

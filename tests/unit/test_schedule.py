@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import numpy as np
@@ -220,3 +221,91 @@ def test_auto_picks_cpsat_for_small_problems_and_solvers_agree() -> None:
     # The heuristic path cannot beat the proven optimum, and on six nodes lands within 5 % of it.
     assert auto.objective - 1e-9 <= anneal.objective <= auto.objective * 1.05
     assert anneal.solver == "Annealing" and anneal.violations == ()
+
+
+# -- Limits.together: a label's groups (zones) maintained as one turn each ---------------------------
+
+NIGHTS = (sc.Window("01:00", "07:00", days=("Mon", "Tue")),)  # two 6 h windows: slots 1-6 and 25-30
+
+
+def _zoned(risks: dict[str, float], zone_of: dict[str, str] | None = None) -> list[sc.MaintenanceNode]:
+    zone_of = zone_of or {n: n[0] for n in risks}
+    return [
+        sc.MaintenanceNode(n, risk=r, labels={"zone": zone_of[n]} if zone_of[n] else {})
+        for n, r in risks.items()
+    ]
+
+
+def _turns(result: sc.ScheduleResult) -> dict[str, tuple[int, int]]:
+    """Zone (first letter of the node) -> (first slot, last slot) of its nodes."""
+    out: dict[str, tuple[int, int]] = {}
+    for a in result.assignments:
+        lo, hi = out.get(a.node[0], (a.slot, a.slot))
+        out[a.node[0]] = (min(lo, a.slot), max(hi, a.slot))
+    return out
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_together_gives_each_zone_its_own_turn(solver: sc.SolverName) -> None:
+    # Risks alternate between zones a and b; two at a time, 1 h each. Without `together` the optimum
+    # pairs a0+b0, then a1+b1, ...: both zones drained at once. With it, zone a (riskiest node 0.9)
+    # takes slots 1-2 whole, then zone b slots 3-4, all in Monday's window.
+    risks = {"a0": 0.9, "b0": 0.85, "a1": 0.8, "b1": 0.75, "a2": 0.7, "b2": 0.65, "a3": 0.6, "b3": 0.55}
+    problem = sc.Problem(
+        _zoned(risks), NIGHTS, sc.Limits(max_concurrent=2, together="zone"), start=MONDAY, horizon_hours=48.0
+    )
+    result = sc.Scheduler(solver=solver).solve(problem)
+    assert result.violations == () and result.infeasible == () and result.split == ()
+    assert _turns(result) == {"a": (1, 2), "b": (3, 4)}
+    mixed = sc.Scheduler(solver=solver).solve(
+        dataclasses.replace(problem, limits=sc.Limits(max_concurrent=2))
+    )
+    assert {a.slot for a in mixed.assignments if a.node in ("a0", "b0")} == {1}
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_together_splits_a_zone_no_window_holds_and_says_so(solver: sc.SolverName) -> None:
+    # Eight nodes of zone a, one at a time, 1 h each: a 6 h window holds six. Nothing is left out:
+    # six go on Monday night, two on Tuesday night, and the result names the split zone.
+    risks = {f"a{i}": 0.5 for i in range(8)}
+    problem = sc.Problem(_zoned(risks), NIGHTS, sc.Limits(together="zone"), start=MONDAY, horizon_hours=48.0)
+    result = sc.Scheduler(solver=solver).solve(problem)
+    assert len(result.assignments) == 8 and result.infeasible == () and result.violations == ()
+    assert sorted(a.slot for a in result.assignments) == [1, 2, 3, 4, 5, 6, 25, 26]
+    assert len(result.split) == 1 and result.split[0].startswith("zone=a: 8 nodes split over 2 windows")
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_together_lets_unlabelled_nodes_run_beside_a_turn(solver: sc.SolverName) -> None:
+    # x has no zone label: it belongs to no turn and goes at once (slot 1, beside a0), inside zone
+    # a's turn (slots 1-2); a zone b node there would break the turn.
+    risks = {"a0": 0.9, "x": 0.85, "a1": 0.8, "a2": 0.7}
+    problem = sc.Problem(
+        _zoned(risks, {"a0": "a", "a1": "a", "a2": "a", "x": ""}),
+        NIGHTS,
+        sc.Limits(max_concurrent=2, together="zone"),
+        start=MONDAY,
+        horizon_hours=48.0,
+    )
+    result = sc.Scheduler(solver=solver).solve(problem)
+    slots = {a.node: a.slot for a in result.assignments}
+    assert result.violations == () and len(slots) == 4
+    assert slots["x"] in (1, 2) and sorted(slots[n] for n in ("a0", "a1", "a2")) in ([1, 1, 2], [1, 2, 2])
+    if solver == "CPSAT":  # the optimum; annealing's repair lays zone a out first, x beside a2
+        assert slots == {"a0": 1, "x": 1, "a1": 2, "a2": 2}
+
+
+def test_checker_flags_interleaved_turns_and_evaluate_charges_splits() -> None:
+    risks = {"a0": 0.5, "a1": 0.5, "b0": 0.5}
+    problem = sc.Problem(
+        _zoned(risks), NIGHTS, sc.Limits(max_concurrent=3, together="zone"), start=MONDAY, horizon_hours=48.0
+    )
+    prep = sc.prepare(problem, disruption_weight=0.0)
+    a0, a1, b0 = (next(i for i, t in enumerate(prep.tasks) if t.name == n) for n in ("a0", "a1", "b0"))
+    # b0 inside zone a's turn (slots 1-3) breaks it; side by side turns do not.
+    assert [v.constraint for v in sc.check(prep, {a0: 1, b0: 2, a1: 3})] == ["together zone=b"]
+    assert sc.check(prep, {a0: 1, a1: 2, b0: 3}) == []
+    # Zone a over two windows costs SPLIT_PENALTY on top of the later slot's failure risk.
+    whole = sc.evaluate(prep, {a0: 1, a1: 2, b0: 3}, disruption_weight=0.0)[0]
+    split = sc.evaluate(prep, {a0: 1, a1: 25, b0: 3}, disruption_weight=0.0)[0]
+    assert split - whole == pytest.approx(sc.together.SPLIT_PENALTY, abs=0.5)
