@@ -259,7 +259,10 @@ def make_reconciler(
                     raise
                 text = f"the apiserver answered {exc.status} {exc.reason}: {api_message(exc)}"[:1000]
                 logger.warning("pass of %s: %s", kube.object_key(namespace, name), text)
-                p.condition("Ready", "False", "ApiError", text, event="Warning")
+                # 429: throttled (API priority and fairness, an admission webhook); the pass is
+                # retried soon like any failed one, from what it recorded before the refusal.
+                reason = "Throttled" if exc.status == 429 else "ApiError"
+                p.condition("Ready", "False", reason, text, event="Warning")
                 p.status.phase = "Error"
                 p.status.message = text[:300]
             except Exception as exc:
@@ -291,6 +294,11 @@ def make_reconciler(
         except (MaxRetryError, ProtocolError, ConnectionError) as exc:
             telemetry.RECONCILES.labels(kind=kind_name, result="unreachable").inc()
             raise kopf.TemporaryError(f"the apiserver is unreachable: {_reason(exc)}", delay=15) from exc
+        except ApiException as exc:
+            if exc.status != 429:
+                raise
+            telemetry.RECONCILES.labels(kind=kind_name, result="throttled").inc()
+            raise kopf.TemporaryError(f"status write throttled: {api_message(exc)}", delay=15) from exc
         except kube.StatusRejected as exc:
             telemetry.RECONCILES.labels(kind=kind_name, result="status-rejected").inc()
             kopf.event(body, type="Warning", reason="StatusRejected", message=str(exc)[:1000])
