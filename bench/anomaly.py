@@ -11,8 +11,8 @@ is raised inside it; a false alarm is a new alarm outside every window (a pass t
 one that did not: an ongoing alarm is one alarm, as an operator keeps it in status). Methods, on the
 same passes:
 - autoloop: `anomaly.AnomalyDetector`'s scoring and alarm rules (what `detect` does for a series
-  with no load metric), with `z_threshold`, `reference_rank` and `single_factor` chosen by
-  leave-one-series-out:
+  with no load metric), with `z_threshold`, `reference_rank`, `single_factor` and
+  `false_alarm_probability` (persistence on or off) chosen by leave-one-series-out:
   for each series, the grid point with the best recall on the other 16 whose false alarms there
   stay within TARGET_FALSE_ALARMS_PER_DAY (else the fewest false alarms); the held-out figures
   are the headline. The engine defaults are shown beside, not chosen on anything here.
@@ -45,14 +45,25 @@ RANKS: Final[tuple[int | None, ...]] = (None, 1, 2, 3)
 """`reference_rank` grid: None (robust scale only) or the rank of the reference stretch the
 threshold is calibrated to (1-3 of ~71 hourly stretches: at most ~0.3-1 false alarm a day if
 hours were exchangeable)."""
+FALSE_ALARM_PROBABILITIES: Final[tuple[float | None, ...]] = (
+    None,
+    anomaly.persisting.FALSE_ALARM_PROBABILITY,
+)
+"""`false_alarm_probability` grid: no persistence asked (the rules alone), or the engine's
+default 0.05 a pass (one series here, so 0.025 a side; `anomaly.persisting`)."""
 WINDOWS_FULL: Final[int] = 400
 WINDOWS_QUICK: Final[int] = 60
-Config = tuple[float, int | None, float | None]
+Config = tuple[float, int | None, float | None, float | None]
 
 
 def _autoloop_alarms(passes: Sequence[_anomaly_nab.Pass], config: Config) -> list[float | None]:
-    z_threshold, rank, single = config
-    detector = anomaly.AnomalyDetector(z_threshold=z_threshold, reference_rank=rank, single_factor=single)
+    z_threshold, rank, single, false_alarm = config
+    detector = anomaly.AnomalyDetector(
+        z_threshold=z_threshold,
+        reference_rank=rank,
+        single_factor=single,
+        false_alarm_probability=false_alarm,
+    )
     out: list[float | None] = []
     for p in passes:
         found = detector.series_alarms(p.z, p.first) if p.valid else []
@@ -89,7 +100,7 @@ def nab(root_option: str | None, *, every: int) -> tuple[list[str], dict[str, fl
     passes = [_anomaly_nab.passes(s, every=every) for s in series]
     grid = {
         c: [_score(s, p, _autoloop_alarms(p, c)) for s, p in zip(series, passes, strict=True)]
-        for c in itertools.product(Z_THRESHOLDS, RANKS, SINGLE_FACTORS)
+        for c in itertools.product(Z_THRESHOLDS, RANKS, SINGLE_FACTORS, FALSE_ALARM_PROBABILITIES)
     }
     held: list[_anomaly_nab.Score] = []
     chosen: dict[Config, int] = {}
@@ -98,7 +109,12 @@ def nab(root_option: str | None, *, every: int) -> tuple[list[str], dict[str, fl
         chosen[c] = chosen.get(c, 0) + 1
         held.append(grid[c][i])
     defaults = anomaly.AnomalyDetector()
-    base: Config = (defaults.z_threshold, defaults.reference_rank, defaults.single_factor)
+    base: Config = (
+        defaults.z_threshold,
+        defaults.reference_rank,
+        defaults.single_factor,
+        defaults.false_alarm_probability,
+    )
     default = grid.get(base) or [
         _score(s, p, _autoloop_alarms(p, base)) for s, p in zip(series, passes, strict=True)
     ]
@@ -123,8 +139,9 @@ def nab(root_option: str | None, *, every: int) -> tuple[list[str], dict[str, fl
             f"{s.name[:30]:<30} {h.windows:>7} {h.caught:>15} {h.false_alarms / h.days:>7.2f} {g.caught:>14} {g.false_alarms / g.days:>7.2f}"
         )
     lines += [
-        f"chosen on the other series: z_threshold={z:g} reference_rank={r} single_factor={f} for {n} series"
-        for (z, r, f), n in sorted(chosen.items(), key=lambda kv: -kv[1])
+        f"chosen on the other series: z_threshold={z:g} reference_rank={r} single_factor={f} "
+        f"false_alarm_probability={a} for {n} series"
+        for (z, r, f, a), n in sorted(chosen.items(), key=lambda kv: -kv[1])
     ]
     recall, false, _ = _summary(held)
     s_recall, s_false, _ = _summary(sigma)

@@ -79,21 +79,28 @@ def test_seasonal_profile_used_with_two_days_of_reference() -> None:
 
 
 @pytest.mark.parametrize(
-    ("size", "severity", "detected_index"),
+    ("size", "severity", "detected_index", "false_alarm"),
     [
+        # The rules alone (no persistence asked):
         # 8 sigma: above the 6-sigma threshold, below 1.5 x 6 = 9, so three samples are needed
         # (alarm at the third faulty sample, two scrapes after the start); below 2 x 6: warning.
-        (8.0, "warning", 202),
+        (8.0, "warning", 202, None),
         # 20 sigma >= 9: two samples suffice (one scrape of delay); 20 >= 12: critical.
-        (20.0, "critical", 201),
+        (20.0, "critical", 201, None),
+        # Engine defaults (false-alarm probability 0.05 for the pass, one series: 0.025 a side).
+        # No reference sample of the 180 reaches z +2.5, so the predictive rate is
+        # Beta(0.5, 180.5) and two of the 120 tested samples beyond it are not rare enough
+        # (tail 0.070), three are (0.024 <= 0.025): the 20-sigma step alarms at its third sample.
+        (20.0, "critical", 202, 0.05),
     ],
 )
 def test_step_found_within_two_scrapes_with_its_start(
-    size: float, severity: str, detected_index: int
+    size: float, severity: str, detected_index: int, false_alarm: float | None
 ) -> None:
     x = 50.0 + noise(4)
     x[200:] += size
-    report = anomaly.detect({"svc": {"latency_ms": (T, x)}}, test_start=TEST_START)
+    detector = anomaly.AnomalyDetector(false_alarm_probability=false_alarm)
+    report = anomaly.detect({"svc": {"latency_ms": (T, x)}}, test_start=TEST_START, detector=detector)
     assert len(report.anomalies) == 1
     a = report.anomalies[0]
     assert a.start == T[200]

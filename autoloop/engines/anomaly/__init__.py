@@ -17,10 +17,14 @@ Method, per series, tuned for few false alarms:
    at least the metric's resolution (its smallest step in the reference) and 0.1 % of its level,
    so a near-constant series gives finite scores (and is marked low-confidence).
 3. Alarm (causal: never using a later sample) when three consecutive samples exceed
-   `z_threshold` on the same side, or two exceed 1.5 times it (a step or burst, found within two
-   scrapes), or a one-sided CUSUM of z (trailing median of three, so one wild sample cannot
-   trigger it) passes `cusum_limit` (a slow ramp or small step). The start is the CUSUM change
-   time: the last time the cumulative sum was at zero.
+   `z_threshold` on the same side, or two exceed 1.5 times it (a step or burst), or a one-sided
+   CUSUM of z (trailing median of three, winsorised at the threshold, so one wild sample cannot
+   fill it) passes `cusum_limit` (a slow ramp or small step); and (by default) the change
+   persists: the tested samples beyond `cusum_drift` on its side reach the count that the
+   reference's own exceedance rate makes rarer than the pass's false-alarm probability, split
+   over the series tested (`persisting`, a beta-binomial tail). A garbage-collection burst of
+   two or three scrapes is not a change. The start is the CUSUM change time: the last time the
+   cumulative sum was at zero.
 4. Load explanation: a non-load metric that moves with the service's request rate, by no more
    than `load_elasticity` times the rate's relative change (`memory_load_elasticity` for memory,
    which grows with load far less than proportionally), within a minute of the load's move, is
@@ -35,7 +39,8 @@ from the name by `metric_kind` and only steers load explanation and root-cause t
 
 Rooms, each owning one step (the names below are re-exported here, the package's only facade):
 `samples` (input types, metric kinds, cleaning), `robust` (MAD, robust regression, running
-median), `calibrating` (optional reference-calibrated thresholds), `levels` (level shifts inside a reference), `baselines` (seasonal profile or robust
+median), `calibrating` (optional reference-calibrated thresholds), `persisting` (how many
+tested samples a change needs), `levels` (level shifts inside a reference), `baselines` (seasonal profile or robust
 level + trend + load), `scoring` (robust z per series), `demand` (what load explains), `alarms`
 (causal alarms, change times, shapes), `reports` (`Anomaly`, `DetectionReport`) and `detecting`
 (`AnomalyDetector`, `detect`).
@@ -43,7 +48,7 @@ level + trend + load), `scoring` (robust z per series), `demand` (what load expl
 
 from __future__ import annotations
 
-from autoloop.engines.anomaly import calibrating, levels
+from autoloop.engines.anomaly import calibrating, levels, persisting
 from autoloop.engines.anomaly.alarms import (
     END_QUIET_SAMPLES,
     STRONG_FACTOR,
@@ -130,6 +135,7 @@ __all__ = [
     "load_explained",
     "median3",
     "metric_kind",
+    "persisting",
     "resolution",
     "score_all",
     "score_many",

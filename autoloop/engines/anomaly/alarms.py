@@ -14,7 +14,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from autoloop.engines.anomaly import robust, samples
+from autoloop.engines.anomaly import persisting, robust, samples
 
 END_QUIET_SAMPLES: Final[int] = 4
 """An anomaly ends after this many consecutive samples back inside `z_end` (one minute at 15 s)."""
@@ -88,6 +88,7 @@ def find_alarms(
     cusum_limit: float,
     z_end: float,
     blocked: npt.NDArray[np.bool_] | None = None,
+    alpha: float | None = None,
 ) -> list[Alarm]:
     """Alarms in `z[first:]`, causal: three consecutive samples beyond `z_threshold` on one side,
     or two beyond `STRONG_FACTOR * z_threshold`, or a one-sided CUSUM >= `cusum_limit`.
@@ -96,8 +97,15 @@ def find_alarms(
     far beyond it, are not. `blocked` samples (explained by load) count as zero. After an alarm the
     series must spend `END_QUIET_SAMPLES` samples inside `z_end` before the anomaly ends and a new
     one can start.
+
+    With `alpha` set, a change must also persist (`persisting`): a rule fires only once the tested
+    samples beyond `cusum_drift` on its side (since the test start or the last alarm's end) reach
+    the count that the reference's own exceedance rate there makes rarer than `alpha / 2` (each
+    side gets half). A three-scrape burst then raises nothing unless the reference makes three
+    exceedances rare, and a step keeps exceeding until it does.
     """
     zz = np.where(blocked, 0.0, z) if blocked is not None else z
+    need = _required_counts(zz, first, level=cusum_drift, alpha=alpha)
     # The cumulative sums run on the trailing median of three so that one wild sample cannot
     # raise an alarm (trailing: an alarm never depends on a later sample).
     zm = _trailing_median3(zz)
@@ -106,13 +114,22 @@ def find_alarms(
     alarms: list[Alarm] = []
     s_up = s_dn = 0.0
     i, n = first, zz.size
+    counts = np.zeros(2, dtype=int)
     while i < n:
-        vm = float(zm[i])
+        # Winsorised at the threshold (a robust CUSUM): one wild sample is no more evidence of a
+        # lasting shift than one at the threshold, so a short burst cannot fill the sum alone.
+        vm = float(np.clip(zm[i], -z_threshold, z_threshold))
+        counts[0] += int(zz[i] >= cusum_drift)
+        counts[1] += int(zz[i] <= -cusum_drift)
         s_up = max(0.0, s_up + vm - cusum_drift)
         s_dn = max(0.0, s_dn - vm - cusum_drift)
         run = _run(zz, i, first, z_threshold, strong)
         direction = (
-            1 if (run == 1 or s_up >= cusum_limit) else -1 if (run == -1 or s_dn >= cusum_limit) else 0
+            1
+            if (run == 1 or s_up >= cusum_limit) and counts[0] >= need[0]
+            else -1
+            if (run == -1 or s_dn >= cusum_limit) and counts[1] >= need[1]
+            else 0
         )
         if direction == 0:
             i += 1
@@ -125,7 +142,27 @@ def find_alarms(
             break
         # The next alarm is looked for after the quiet samples that ended this one.
         i, s_up, s_dn = end + END_QUIET_SAMPLES, 0.0, 0.0
+        counts[:] = 0
     return alarms
+
+
+def _required_counts(
+    zz: samples.FloatArray, first: int, *, level: float, alpha: float | None
+) -> tuple[int, int]:
+    """(up, down): how many tested samples beyond `level` on each side an alarm needs; (0, 0)
+    when `alpha` is None (no persistence asked)."""
+    if alpha is None or first <= 0:
+        return 0, 0
+    ref = zz[:first]
+    tested = zz.size - first
+    return (
+        persisting.required_count(
+            tested=tested, exceeded=int(np.sum(ref >= level)), reference=first, alpha=alpha / 2
+        ),
+        persisting.required_count(
+            tested=tested, exceeded=int(np.sum(ref <= -level)), reference=first, alpha=alpha / 2
+        ),
+    )
 
 
 def find_single(

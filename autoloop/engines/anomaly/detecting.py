@@ -13,7 +13,16 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from autoloop.engines.anomaly import alarms, calibrating, demand, reports, robust, samples, scoring
+from autoloop.engines.anomaly import (
+    alarms,
+    calibrating,
+    demand,
+    persisting,
+    reports,
+    robust,
+    samples,
+    scoring,
+)
 
 
 class AnomalyDetector:
@@ -26,6 +35,11 @@ class AnomalyDetector:
     single_factor: when set, one sample beyond `single_factor * z_threshold` also alarms (on z
         calibrated for single samples when `reference_rank` is set): for series whose anomalies
         are isolated samples. None: a single wild scrape never alarms.
+    false_alarm_probability: when set, the chance that one pass (`detect`, or `series_alarms` on
+        one series) raises an anomaly on fault-free input; `detect` splits it evenly over the
+        series it tests. Every run or CUSUM alarm must then persist: its side needs as many tested
+        samples beyond `cusum_drift` as the reference's own exceedance rate makes that rare
+        (`persisting`). None: the rules alone (a three-scrape burst alarms).
     """
 
     def __init__(
@@ -45,6 +59,7 @@ class AnomalyDetector:
         random_state: int | None = 0,
         reference_rank: int | None = None,
         single_factor: float | None = None,
+        false_alarm_probability: float | None = persisting.FALSE_ALARM_PROBABILITY,
     ) -> None:
         self.z_threshold = z_threshold
         self.cusum_drift = cusum_drift
@@ -60,6 +75,7 @@ class AnomalyDetector:
         self.random_state = random_state
         self.reference_rank = reference_rank
         self.single_factor = single_factor
+        self.false_alarm_probability = false_alarm_probability
 
     def score_service(
         self, metrics: Mapping[str, samples.SeriesInput], *, reference_end: float
@@ -98,10 +114,19 @@ class AnomalyDetector:
         )
 
     def series_alarms(
-        self, z: samples.FloatArray, first: int, *, blocked: npt.NDArray[np.bool_] | None = None
+        self,
+        z: samples.FloatArray,
+        first: int,
+        *,
+        blocked: npt.NDArray[np.bool_] | None = None,
+        series: int = 1,
     ) -> list[alarms.Alarm]:
         """The alarms of one scored series from index `first` on (samples `blocked` by load count
-        as zero): runs and CUSUM, and one-sample alarms when `single_factor` is set."""
+        as zero): runs and CUSUM, and one-sample alarms when `single_factor` is set. `series`: how
+        many series the pass tests, which share `false_alarm_probability`."""
+        alpha = (
+            None if self.false_alarm_probability is None else self.false_alarm_probability / max(series, 1)
+        )
         found = alarms.find_alarms(
             self.alarm_z(z, first),
             first=first,
@@ -110,6 +135,7 @@ class AnomalyDetector:
             cusum_limit=self.cusum_limit,
             z_end=self.z_end,
             blocked=blocked,
+            alpha=alpha,
         )
         if self.single_factor is None:
             return found
@@ -134,13 +160,14 @@ class AnomalyDetector:
             test_start = t_max - self.test_fraction * (t_max - t_min)
         found: list[reports.Anomaly] = []
         all_scores = self.score_all(series, reference_end=test_start)
+        tested = sum(s.valid and s.t.size >= 2 for scores in all_scores.values() for s in scores.values())
         for service, scores in all_scores.items():
             masks = self.load_masks(scores)
             for name, s in scores.items():
                 if not s.valid or s.t.size < 2:
                     continue
                 first = int(np.searchsorted(s.t, test_start))
-                for alarm in self.series_alarms(s.z, first, blocked=masks[name]):
+                for alarm in self.series_alarms(s.z, first, blocked=masks[name], series=tested):
                     found.append(self._anomaly(service, s, alarm, load_alarm=s.kind == "load"))
             if self.multivariate:
                 found.extend(self._multivariate(service, scores, test_start))
