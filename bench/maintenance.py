@@ -10,6 +10,10 @@ within 30 cycles" (PR-AUC, precision at recall 0.8) and remaining life (RMSE, ca
 through `engines.failure` beside a gradient-boosting reference on the same features; the quick
 run trains on one train unit in four. `--data DIR` (else $AUTOLOOP_DATA, else ../shared/data
 beside the repository) holds `cmapss/`.
+Failure learning (bench/_maint_fleet_learning.py): on simulated fleets, the model the operator
+adopts from a cluster's own history (readiness labels, `failure_learning.train`) against the same
+model class fit offline with the true labels, both scored on the same later days; full: 150 nodes,
+14 days learned + 7 scored, two fleets x five seeds; quick: 40 nodes, 10 + 4 days, one seed (under a minute with the rest).
 Run `python -m bench.maintenance` (full) or `python -m bench.maintenance --quick` (smaller fleets,
 two seed pairs, one instance and two start times 84 h apart; same code path). `--pairs 11:12,13:14` scores
 other seed pairs. Prints tables, then one JSON line with the headline keys.
@@ -25,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import _data, _maint_cmapss, _maint_predict, _maint_routing, _maint_schedule
+from bench import _data, _maint_cmapss, _maint_fleet_learning, _maint_predict, _maint_routing, _maint_schedule
 
 KEYS: tuple[str, ...] = ("model_all", "rule_all", "model_predictable", "rule_predictable")
 
@@ -40,6 +44,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=_pairs, help="train:test seed pairs, comma separated")
     parser.add_argument("--skip-schedule", action="store_true", help="prediction only")
     parser.add_argument("--skip-fleet", action="store_true", help="C-MAPSS and scheduling only")
+    parser.add_argument("--skip-learning", action="store_true", help="no failure learning from the cluster")
     parser.add_argument(
         "--data",
         default=None,
@@ -70,9 +75,22 @@ def main() -> None:
     )
     rows = [] if args.skip_schedule else _maint_schedule.run((50, 200, 1000), **schedule_args)
     routed = _maint_routing.summary(quick=args.quick)
+    # Failure learning: the operator's training on a cluster's history vs an offline fit (true labels).
+    learning_size: dict[str, Any] = (
+        {"seeds": _maint_fleet_learning.QUICK_SEEDS, "n_nodes": 40, "train_days": 10.0, "test_days": 4.0}
+        if args.quick
+        else {
+            "seeds": _maint_fleet_learning.SEEDS,
+            "n_nodes": 150,
+            "train_days": _maint_fleet_learning.lookback_days(),
+            "test_days": 7.0,
+        }
+    )
+    learned = [] if args.skip_learning else _maint_fleet_learning.run_all(**learning_size)
     ours_cm = [r for r in cmapss if r.method == "autoloop"]
     _print_cmapss(cmapss)
     summary = _print_prediction(pairs, preds) if preds else {}
+    learning = _maint_fleet_learning.report(learned) if learned else {}
     if rows:
         _print_schedule(rows)
     print(f"\ntotal {time.perf_counter() - began:.1f}s")
@@ -93,7 +111,7 @@ def main() -> None:
         "cmapss_precision_at_recall_0_8": round(min(r.precision_at_recall_0_8 for r in ours_cm), 4),
         "cmapss_rul_rmse": round(max(r.rmse for r in ours_cm), 3),
     }
-    print(json.dumps(headline | routed))
+    print(json.dumps(headline | routed | learning))
 
 
 def _print_cmapss(rows: list[_maint_cmapss.Result]) -> None:
