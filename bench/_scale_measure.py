@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from autoloop.api.common import StatusBase
+from autoloop.api.optimizationloop import OptimizationLoopStatus
 from autoloop.engines.loop import MAX_HISTORY
 from bench import _scale_figures as fig
 from bench._scale_watch import Seen
@@ -146,8 +147,8 @@ def status_bytes(items: list[dict[str, Any]]) -> dict[str, int]:
 
 def decision_figures(items: list[dict[str, Any]], *, limit: int) -> dict[str, Any]:
     """Decisions held per loop, bytes per decision, and the status each loop would have with a
-    full decision list (`limit` entries of the p99 size): what its status tends to once it has
-    decided `limit` times, which a window of a few passes does not reach."""
+    full decision list (`limit` entries of the p99 size, within the list's byte budget): what its
+    status tends to once it has decided `limit` times, which a window of a few passes does not reach."""
     held: list[float] = []
     each: list[float] = []
     rest: list[float] = []
@@ -159,7 +160,14 @@ def decision_figures(items: list[dict[str, Any]], *, limit: int) -> dict[str, An
         rest.append(float(len(json.dumps({k: v for k, v in status.items() if k != "decisions"}))))
     per_decision = fig.quantile(each, 0.99)
     base = fig.quantile(rest, 0.99)
-    projected = None if per_decision is None or base is None else base + limit * (per_decision + 2)
+    # The list is bounded by size too (OptimizationLoopStatus.DECISIONS_BUDGET_BYTES; the newest
+    # decision is kept whole even when it alone is larger).
+    budget = OptimizationLoopStatus.DECISIONS_BUDGET_BYTES
+    projected = (
+        None
+        if per_decision is None or base is None
+        else base + max(min(limit * (per_decision + 2), budget), per_decision)
+    )
     return {
         "decisions_per_loop": fig.spread(held),
         "decision_bytes_p99": _r(per_decision, 0),
@@ -222,6 +230,7 @@ def figures(
         "lag_outside_max_s": _r(max(outside) if outside else None),
         "lag_outside_passes": len(outside),
         "rss_mib": _r(max(w.rss) if w.rss else None, 1),
+        "rss_start_mib": _r(w.rss[0] if w.rss else None, 1),
         "rss_end_mib": _r(w.rss[-1] if w.rss else None, 1),
         "cpu_cores": w.cores(),
         "operator_threads_waiting_for_cpu": w.waiting_for_cpu(),

@@ -15,6 +15,7 @@ ROWS: Final = (
     ),
     ("lag p50 / p99 / max s (lastRunTime)", ("lag_outside_p50_s", "lag_outside_p99_s", "lag_outside_max_s")),
     ("RSS max MiB", "rss_mib"),
+    ("RSS window start / end MiB", ("rss_start_mib", "rss_end_mib")),
     ("operator CPU cores", None),
     ("operator CPU ms / pass", "operator_cpu_ms_per_pass"),
     ("operator threads waiting for a CPU", "operator_threads_waiting_for_cpu"),

@@ -1,10 +1,12 @@
-"""The scale bench's arithmetic (bench._scale_figures): no cluster, worked values in comments."""
+"""The scale bench's arithmetic (bench._scale_figures, bench._scale_measure): no cluster, worked values in comments."""
 
 from __future__ import annotations
 
 import pytest
 
+from autoloop.api.optimizationloop import OptimizationLoopStatus
 from bench import _scale_figures as fig
+from bench._scale_measure import decision_figures
 
 SCRAPE_BEFORE = """\
 # TYPE autoloop_reconcile_total counter
@@ -139,3 +141,15 @@ def test_cpu_from_proc_stat() -> None:
 
 def test_schedstat_reads_run_and_wait() -> None:
     assert fig.schedstat("978198 19221868 19\n") == (978198, 19221868)
+
+
+def test_a_full_decision_list_is_projected_within_its_byte_budget() -> None:
+    decision = {"id": "d1", "explanation": "x" * 1600}
+    items = [{"status": {"phase": "Ready", "decisions": [decision]}}]
+    figures = decision_figures(items, limit=20)
+    base = figures["status_bytes_without_decisions_p99"]
+    # 20 decisions of ~1.6 kB would be ~33 kB; the status keeps at most the budget's worth.
+    assert (
+        figures["status_bytes_projected_full_decisions"]
+        == base + OptimizationLoopStatus.DECISIONS_BUDGET_BYTES
+    )
