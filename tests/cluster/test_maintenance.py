@@ -400,6 +400,33 @@ class Timeline:
             return [what for _, what in sorted(self.events)]
 
 
+def maintain_with_actions(namespace: str, node: str) -> dict[str, Any]:
+    """An Auto plan for `node` that annotates it and restarts the namespace's `web` Deployment."""
+    return {
+        "nodes": [node],
+        "mode": "Auto",
+        "actions": {
+            "annotate": {"example.com/fw": "1"},
+            "restartWorkloads": {"namespace": namespace, "selector": {"matchLabels": {"app": "web"}}},
+        },
+    }
+
+
+ONE_TURN_OF_TWO_PODS = [
+    "step Cordoned",
+    "cordon",
+    "step Draining",
+    "evicted",
+    "evicted",
+    "step Acting",
+    "step Uncordoning",
+    "uncordon",
+    "step Done",
+]
+"""A node's turn in etcd order (Timeline, evictions collapsed): each step is in status before its
+action reaches the node or the pods, every action once."""
+
+
 # -- tests -------------------------------------------------------------------------------------------
 
 
@@ -410,19 +437,7 @@ def test_requested_node_is_cordoned_drained_through_evictions_and_uncordoned(
     deployment(cp, namespace, "web", replicas=2, node=node)
     before = {p["metadata"]["name"] for p in wait_ready(cp, namespace, "web", 2)}
     timeline = Timeline(cp, namespace, "plan", node)
-    apply_plan(
-        cp,
-        namespace,
-        "plan",
-        {
-            "nodes": [node],
-            "mode": "Auto",
-            "actions": {
-                "annotate": {"example.com/fw": "1"},
-                "restartWorkloads": {"namespace": namespace, "selector": {"matchLabels": {"app": "web"}}},
-            },
-        },
-    )
+    apply_plan(cp, namespace, "plan", maintain_with_actions(namespace, node))
     seen_cordoned: set[str] = set()
     steps: list[str] = []
 
@@ -443,17 +458,7 @@ def test_requested_node_is_cordoned_drained_through_evictions_and_uncordoned(
     # or the pods, so a restart at any point resumes from a step that says what may have happened.
     time.sleep(1)  # let the watches deliver the last writes
     order = [("evicted" if e.startswith("evicted") else e) for e in timeline.ordered()]
-    assert order == [
-        "step Cordoned",
-        "cordon",
-        "step Draining",
-        "evicted",
-        "evicted",
-        "step Acting",
-        "step Uncordoning",
-        "uncordon",
-        "step Done",
-    ], order
+    assert order == ONE_TURN_OF_TWO_PODS, order
     assert seen_cordoned == {node}, seen_cordoned
     # Both pods went through the Eviction API (counted from its 201 answers; RBAC grants no pod
     # delete). This assumes no other operator instance acts on the cluster meanwhile.
@@ -847,19 +852,7 @@ def test_operator_killed_between_a_step_and_its_record_does_it_once(
     wait_ready(cp, namespace, "web", 2)
     generation = cp.kubectl_json("-n", namespace, "get", "deployment", "web")["metadata"]["generation"]
     timeline = Timeline(cp, namespace, "plan", node)
-    apply_plan(
-        cp,
-        namespace,
-        "plan",
-        {
-            "nodes": [node],
-            "mode": "Auto",
-            "actions": {
-                "annotate": {"example.com/fw": "1"},
-                "restartWorkloads": {"namespace": namespace, "selector": {"matchLabels": {"app": "web"}}},
-            },
-        },
-    )
+    apply_plan(cp, namespace, "plan", maintain_with_actions(namespace, node))
     opp.crash_at(cp, node_prometheus.url, tmp_path, point)
     started = progress(cp, namespace, "plan")[node]["startedAt"]
     second = opp.start(cp, node_prometheus.url, tmp_path)
@@ -871,17 +864,7 @@ def test_operator_killed_between_a_step_and_its_record_does_it_once(
         )
         time.sleep(1)  # let the watches deliver the last writes
         order = [("evicted" if e.startswith("evicted") else e) for e in timeline.ordered()]
-        assert order == [
-            "step Cordoned",
-            "cordon",
-            "step Draining",
-            "evicted",
-            "evicted",
-            "step Acting",
-            "step Uncordoning",
-            "uncordon",
-            "step Done",
-        ], order
+        assert order == ONE_TURN_OF_TWO_PODS, order
         entry = progress(cp, namespace, "plan")[node]
         assert entry["startedAt"] == started, "resumed, not started again"
         web = cp.kubectl_json("-n", namespace, "get", "deployment", "web")
