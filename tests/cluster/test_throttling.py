@@ -17,7 +17,7 @@ from autoloop.operator import kube
 from tests.cluster import operator_process as opp
 from tests.cluster.throttling_webhook import ThrottlingWebhook
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]  # ~75 s: `make test-slow`, which CI also runs
 
 
 @pytest.fixture(scope="module")
