@@ -145,6 +145,17 @@ def status_bytes(items: list[dict[str, Any]]) -> dict[str, int]:
     }
 
 
+def field_bytes(items: list[dict[str, Any]]) -> dict[str, float | None]:
+    """p99 over the listed loops of each status field's JSON size (0 where a loop lacks it): what
+    makes a status large."""
+    statuses = [item.get("status") or {} for item in items]
+    keys = sorted({k for st in statuses for k in st})
+    return {
+        k: _r(fig.quantile([float(len(json.dumps(st[k]))) if k in st else 0.0 for st in statuses], 0.99), 0)
+        for k in keys
+    }
+
+
 def decision_figures(items: list[dict[str, Any]], *, limit: int) -> dict[str, Any]:
     """Decisions held per loop, bytes per decision, and the status each loop would have with a
     full decision list (`limit` entries of the p99 size, within the list's byte budget): what its
@@ -252,6 +263,7 @@ def figures(
         "saturated_loops": sum(1 for k in by_loop if len(runs.get(k, ())) >= SATURATED_PASSES),
         "passes_seen_per_loop": fig.spread(float(len(runs.get(k, ()))) for k in by_loop),
         **decision_figures(statuses, limit=DECISION_LIMIT),
+        "status_field_bytes_p99": field_bytes(statuses),
         "watch_event_bytes_per_pass": _r(fig.per_pass(float(sum(in_window)), passes), 0),
         "watch_events": len(in_window),
         "pass_results": {
