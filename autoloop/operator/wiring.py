@@ -200,6 +200,10 @@ def make_reconciler(
         leader = memo.get("leader")
         if leader is not None and not leader.is_leader():
             return  # a standby replica watches, the one holding the Lease acts (operator.leader)
+        if meta.get("deletionTimestamp"):
+            # Being deleted: no new work starts (a plan's pass can take most of a minute, and kopf
+            # runs the delete handler, which releases what the resource holds, only after it).
+            return
         namespace = namespace or ""  # kopf gives None for a cluster-scoped kind
         now = now_utc()
         generation = int(meta.get("generation") or 0)

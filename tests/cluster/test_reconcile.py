@@ -174,6 +174,43 @@ def test_a_standby_replica_runs_no_pass_and_writes_nothing(
     assert events.drained() == []
 
 
+def test_a_resource_being_deleted_gets_no_pass(
+    control_plane: Any, prometheus: Any, namespace: str, events: Events
+) -> None:
+    cp = control_plane
+    opp.approved_recommendation(cp, namespace)
+    # A finalizer holds the loop while it is deleted, as kopf's or another controller's would.
+    cp.kubectl(
+        "-n",
+        namespace,
+        "patch",
+        "oloop",
+        "web",
+        "--type=merge",
+        "-p",
+        '{"metadata":{"finalizers":["test/hold"]}}',
+    )
+    cp.kubectl("-n", namespace, "delete", "oloop", "web", "--wait=false")
+    deleting = opp.get_json(cp, namespace, "oloop/web")
+    assert deleting["metadata"].get("deletionTimestamp")
+    try:
+        call(
+            optimizationloop.reconcile,
+            deleting,
+            memo_for(kube.Clients.connect(str(cp.kubeconfig)), prometheus),
+        )
+        stored = opp.get_json(cp, namespace, "oloop/web")
+        assert stored["metadata"]["resourceVersion"] == deleting["metadata"]["resourceVersion"]
+        assert opp.get_json(cp, namespace, "deploy/web")["spec"]["replicas"] == 4, (
+            "the approved change not applied"
+        )
+        assert events.drained() == []
+    finally:
+        cp.kubectl(
+            "-n", namespace, "patch", "oloop", "web", "--type=merge", "-p", '{"metadata":{"finalizers":null}}'
+        )
+
+
 def limited_clients(cp: Any, namespace: str) -> kube.Clients:
     """Clients acting as a user who may write loops and their status but not read Deployments."""
     rules = [
