@@ -196,9 +196,4 @@ def backfilled_prometheus(data: PrecursorFleet, work: Path) -> Iterator[str]:
         )
         yield url
     finally:
-        prom.terminate()
-        try:
-            prom.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            prom.kill()
-            prom.wait()
+        opp.stop_process(prom)

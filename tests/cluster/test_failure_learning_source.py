@@ -27,8 +27,8 @@ from autoloop.simulation import fleet as sim
 from tests.cluster import fleet_prometheus as fleet
 from tests.cluster import operator_process as opp
 from tests.cluster.fleet_prometheus import RIPPLE, RIPPLE_QUERY, PrecursorFleet
+from tests.unit.test_failure_learning import NODES, plan_with
 
-NODES = ("n-0", "n-1", "n-2", "n-3")
 END = 1_790_000_000.0
 TRAINING_TIMEOUT_SECONDS = 120.0
 
@@ -128,18 +128,6 @@ def test_prometheus_down_is_retried_later(prior: failure.FailurePredictor) -> No
     assert not trained.read_history and trained.model is None
     assert "PrometheusUnreachable" in trained.status.message, trained.status.message
     assert "Connection refused" in trained.status.message, trained.status.message
-
-
-def plan_with(signals: list[dict[str, str]], **prediction: Any) -> MaintenancePlan:
-    return MaintenancePlan.model_validate(
-        {
-            "spec": {
-                "nodes": list(NODES),
-                "windows": [{"start": "02:00", "end": "04:00"}],
-                "prediction": {"signals": signals, **prediction},
-            }
-        }
-    )
 
 
 def a_pass(plan: MaintenancePlan, status: MaintenancePlanStatus, now: float) -> maintenance_planning.PlanPass:
