@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Final
@@ -400,9 +402,55 @@ class StatusBase(ApiModel):
     last_run_time: str | None = Field(default=None, description="When the last reconcile pass ran.")
     message: str | None = Field(default=None, description="One line about the current state.")
 
+    STATUS_BUDGET_BYTES: ClassVar[int | None] = None
+    """The largest status JSON a pass writes (every write goes to every watcher of the kind);
+    None: unbounded, for kinds whose status holds what the operator acts on."""
+    CONDITION_MESSAGE_KEPT: ClassVar[int] = 240
+    """A condition message cut to fit the budget keeps this many characters."""
+
     def record(self, decision: Decision) -> None:
         """Append a decision, keeping only the most recent HISTORY_LIMIT."""
         self.decisions = [*self.decisions, decision][-self.HISTORY_LIMIT :]
+
+    def json_bytes(self) -> int:
+        """Size of the status as written (JSON, camelCase, no nulls)."""
+        return len(json.dumps(self.model_dump(mode="json", by_alias=True, exclude_none=True)))
+
+    def fit_to_budget(self) -> list[str]:
+        """Shrink to STATUS_BUDGET_BYTES, cutting what a reader misses least first (`shrink_steps`);
+        what is cut was also sent as an Event. Returns what was cut, for the log. Stops when no step
+        can cut more: what the operator acts on is never cut, so a status may stay over budget."""
+        budget = self.STATUS_BUDGET_BYTES
+        cut: list[str] = []
+        if budget is None:
+            return cut
+        for shrink in self.shrink_steps():
+            while self.json_bytes() > budget:
+                what = shrink()
+                if what is None:
+                    break
+                cut.append(what)
+        return cut
+
+    def shrink_steps(self) -> list[Callable[[], str | None]]:
+        """Each step cuts one thing and says what, or returns None when it has nothing left to cut."""
+        return [self.drop_oldest_decision, self.shorten_condition_message]
+
+    def drop_oldest_decision(self) -> str | None:
+        """The newest decision always stays: it is what the operator did last and why."""
+        if len(self.decisions) <= 1:
+            return None
+        oldest = self.decisions.pop(0)
+        return f"decision {oldest.id}"
+
+    def shorten_condition_message(self) -> str | None:
+        """The longest condition message over CONDITION_MESSAGE_KEPT characters, cut to that."""
+        long = [c for c in self.conditions if len(c.message) > self.CONDITION_MESSAGE_KEPT]
+        if not long:
+            return None
+        c = max(long, key=lambda c: len(c.message))
+        c.message = c.message[: self.CONDITION_MESSAGE_KEPT - 1] + "…"
+        return f"{c.type} message"
 
     def set_condition(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import zlib
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -280,6 +281,63 @@ class OptimizationLoopStatus(StatusBase):
         "its JSON, zlib-compressed, in base64.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
+
+    STATUS_BUDGET_BYTES: ClassVar[int | None] = 4800
+    """Under the 5 kB a loop's status may take (issue 19), as `json.dumps` counts it; the
+    apiserver stores it without the spaces."""
+    ANALYSIS_EVIDENCE_KEPT: ClassVar[int] = 1
+
+    def shrink_steps(self) -> list[Callable[[], str | None]]:
+        """Ended anomalies, then older decisions, then root-cause evidence, anomaly prose, long
+        condition messages and the newest decision's passing reasons; never the engine state, the change times or the active anomalies'
+        starts, which the next pass acts on."""
+        return [
+            self.drop_ended_anomaly,
+            self.drop_oldest_decision,
+            self.shorten_analysis,
+            self.drop_anomaly_explanation,
+            self.shorten_condition_message,
+            self.drop_passing_reasons,
+        ]
+
+    def drop_passing_reasons(self) -> str | None:
+        """Last: the newest decision keeps which rules passed, and the reasons of those that failed."""
+        newest = self.decisions[-1] if self.decisions else None
+        if newest is None or not any(v.passed and v.reason for v in newest.verdicts):
+            return None
+        verdicts = [v.model_copy(update={"reason": ""}) if v.passed else v for v in newest.verdicts]
+        self.decisions[-1] = newest.model_copy(update={"verdicts": verdicts})
+        return f"reasons of the rules decision {newest.id} passed"
+
+    def drop_ended_anomaly(self) -> str | None:
+        ended = [a for a in self.anomalies if a.get("end") is not None]
+        if not ended:
+            return None
+        self.anomalies.remove(ended[-1])
+        return f"ended anomaly {ended[-1].get('service', '')}/{ended[-1].get('metric', '')}"
+
+    def shorten_analysis(self) -> str | None:
+        """Each cause keeps its strongest evidence; then only the top cause stays."""
+        causes = list((self.analysis or {}).get("causes") or [])
+        if any(len(c.get("evidence") or []) > self.ANALYSIS_EVIDENCE_KEPT for c in causes):
+            causes = [
+                {**c, "evidence": list(c.get("evidence") or [])[: self.ANALYSIS_EVIDENCE_KEPT]}
+                for c in causes
+            ]
+            self.analysis = {**(self.analysis or {}), "causes": causes}
+            return "root-cause evidence"
+        if len(causes) > 1:
+            self.analysis = {**(self.analysis or {}), "causes": causes[:1]}
+            return "root causes but the top one"
+        return None
+
+    def drop_anomaly_explanation(self) -> str | None:
+        """Its prose is the `AnomalyDetected` condition's and the Events'; the fields stay."""
+        for a in self.anomalies:
+            if a.get("explanation"):
+                a.pop("explanation")
+                return f"explanation of anomaly {a.get('service', '')}/{a.get('metric', '')}"
+        return None
 
     def record(self, decision: Decision) -> None:
         """Append a decision; older ones are compacted, and dropped oldest first past the budget."""

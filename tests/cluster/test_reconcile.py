@@ -22,7 +22,8 @@ import kopf
 import pytest
 from kopf._core.engines import posting
 
-from autoloop.api.optimizationloop import OptimizationLoop, OptimizationLoopStatus
+from autoloop.api.common import Decision
+from autoloop.api.optimizationloop import OptimizationLoop, OptimizationLoopStatus, pack_engine_state
 from autoloop.metrics.history_cache import HistoryCache
 from autoloop.metrics.prometheus import PrometheusSource
 from autoloop.operator import kube, optimizationloop, wiring
@@ -270,3 +271,40 @@ def test_a_bug_is_still_traced(
     assert (cond["reason"], cond["message"]) == ("InternalError", "KeyError: 'oops'")
     assert any(r.exc_info for r in caplog.records)
     assert "InternalError" in {r for r, _ in events.drained()}
+
+
+def test_a_loop_status_is_written_within_its_budget(
+    control_plane: Any, prometheus: Any, namespace: str, events: Events
+) -> None:
+    # A pass that leaves a long history, a long anomaly condition and a big root-cause analysis:
+    # what reaches the apiserver is cut to the loop's budget, and what the next pass reads is kept.
+    cp = control_plane
+    cached = opp.approved_recommendation(cp, namespace)
+    packed = pack_engine_state({"history": [[i, (i * 7919) % 104729] for i in range(200)]})
+
+    def chatty(p: Any, memo: Any) -> None:
+        for i in range(30):
+            p.status.record(
+                Decision(id=f"d{i}", time="2026-12-07T10:00:00Z", action="Applied", explanation="x" * 400)
+            )
+        p.status.engine_state = packed
+        p.status.analysis = {"causes": [{"service": s, "evidence": ["v" * 300] * 3} for s in ("db", "web")]}
+        p.condition("AnomalyDetected", "True", "Active", "a" * 1000)
+
+    reconcile = wiring.make_reconciler(
+        kind=OptimizationLoop,
+        status_type=OptimizationLoopStatus,
+        spec_problems=lambda resource, namespace: [],
+        run_pass=chatty,
+    )
+    call(reconcile, cached, memo_for(kube.Clients.connect(str(cp.kubeconfig)), prometheus))
+    stored = opp.get_json(cp, namespace, "oloop/web")["status"]
+    budget = OptimizationLoopStatus.STATUS_BUDGET_BYTES
+    assert budget is not None and len(json.dumps(stored)) <= budget
+    assert stored["decisions"][-1]["id"] == "d29" and len(stored["decisions"][-1]["explanation"]) == 400
+    assert stored["engineState"] == packed
+    causes = stored["analysis"]["causes"]
+    assert causes[0]["service"] == "db" and all(len(c["evidence"]) == 1 for c in causes)
+    assert len(stored["decisions"]) < 30, "older decisions went first"
+    anomaly = opp.condition({"status": stored}, "AnomalyDetected")
+    assert anomaly is not None and anomaly["reason"] == "Active"

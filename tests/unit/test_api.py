@@ -310,3 +310,107 @@ def test_engine_state_is_stored_compressed_and_read_back() -> None:
         unpack_engine_state({"z": "not base64!"})
     with pytest.raises(ValueError, match=r"engineState\.z"):
         unpack_engine_state({"z": "aGVsbG8="})  # base64 of something that is not zlib
+
+
+def _anomaly(metric: str, start: float, end: float | None) -> dict[str, object]:
+    return {
+        "service": "web",
+        "metric": metric,
+        "kind": "latency",
+        "direction": "up",
+        "start": start,
+        "detectedAt": start + 30.0,
+        "end": end,
+        "peakZ": 7.5,
+        "severity": "critical",
+        "explanation": f"web/{metric} rose 3.1x over its reference since t={start:.0f}s " * 3,
+    }
+
+
+def _full_loop_status() -> OptimizationLoopStatus:
+    """A loop status at full history, composed as the scale bench found them (run 6, p99 of each
+    field: decisions 2.2, conditions 1.6, anomalies 1.3, engine state 1.1, analysis 0.9 kB)."""
+    status = OptimizationLoopStatus(
+        recent_change_times=[f"2026-12-07T{h:02d}:00:00Z" for h in range(8)],
+        anomalies=[
+            _anomaly("latency_p95", 1000.0, None),
+            _anomaly("error_rate", 1100.0, None),
+            _anomaly("cpu", 500.0, 700.0),
+            _anomaly("memory", 300.0, 400.0),
+        ],
+        analysis={
+            "causes": [
+                {"service": s, "score": 0.9 - i / 10, "explanation": "e" * 100, "evidence": ["v" * 80] * 3}
+                for i, s in enumerate(["db", "web", "cache"])
+            ],
+            "confident": True,
+        },
+        # 1.1 kB of engine state that does not compress, as the bench measured.
+        engine_state={"z": "".join(f"{(i * 7919) % 104729:x}" for i in range(300))[:1100]},
+    )
+    for i in range(30):
+        status.record(_decision(i))
+    for kind in ("Ready", "TargetFound", "MetricsAvailable"):
+        status.set_condition(kind, "True", "Reason", "m" * 80, generation=1, now=NOW)
+    status.set_condition("AnomalyDetected", "True", "Active", "a" * 1000, generation=1, now=NOW)
+    return status
+
+
+def test_a_loop_status_is_cut_to_its_budget_and_keeps_what_the_next_pass_acts_on() -> None:
+    status = _full_loop_status()
+    before = status.model_copy(deep=True)
+    assert status.json_bytes() > 7000
+    cut = status.fit_to_budget()
+    assert status.json_bytes() <= (OptimizationLoopStatus.STATUS_BUDGET_BYTES or 0)
+    assert cut, "what was cut is reported"
+    # Never cut: the newest decision whole, the engine state, the change times, the active anomalies'
+    # starts (the next pass keeps them out of its reference) and the top root cause.
+    assert status.decisions[-1] == before.decisions[-1] == _decision(29)
+    assert status.engine_state == before.engine_state
+    assert status.recent_change_times == before.recent_change_times
+    assert [a["start"] for a in status.anomalies if a["end"] is None] == [1000.0, 1100.0]
+    assert status.analysis is not None and status.analysis["causes"][0]["service"] == "db"
+    assert status.analysis["confident"] is True
+    # Cut first: ended anomalies, before the decision history.
+    assert cut[:2] == ["ended anomaly web/memory", "ended anomaly web/cpu"]
+    assert [c.type for c in status.conditions] == [c.type for c in before.conditions]
+    assert all(len(c.message) <= max(StatusBase.CONDITION_MESSAGE_KEPT, 200) for c in status.conditions)
+
+
+def test_a_status_within_its_budget_is_not_cut() -> None:
+    status = _full_loop_status()
+    status.fit_to_budget()
+    fitted = status.model_dump()
+    assert status.fit_to_budget() == []
+    assert status.model_dump() == fitted
+    small = OptimizationLoopStatus(anomalies=[_anomaly("cpu", 500.0, 700.0)])
+    small.record(_decision(1))
+    small.record(_decision(2))
+    assert small.fit_to_budget() == [] and len(small.decisions) == 2 and len(small.anomalies) == 1
+
+
+def test_cutting_stops_when_only_what_the_operator_acts_on_is_left() -> None:
+    status = OptimizationLoopStatus(engine_state={"z": "q" * 6000})
+    status.record(_decision(1))
+    status.record(_decision(2))
+    newest = _decision(3, failing=3)
+    status.record(newest)
+    assert status.fit_to_budget() == [
+        "decision web-000001",
+        "decision web-000002",
+        "reasons of the rules decision web-000003 passed",
+    ]
+    assert status.json_bytes() > (OptimizationLoopStatus.STATUS_BUDGET_BYTES or 0)
+    assert status.engine_state == {"z": "q" * 6000}
+    [kept] = status.decisions
+    assert kept.model_dump(exclude={"verdicts"}) == newest.model_dump(exclude={"verdicts"})
+    assert [(v.rule, v.passed) for v in kept.verdicts] == [(v.rule, v.passed) for v in newest.verdicts]
+    assert [v.reason for v in kept.verdicts] == ["a reason " * 5] * 3 + [""] * 7, "failing reasons stay"
+
+
+def test_kinds_without_a_budget_are_never_cut() -> None:
+    status = StatusBase()
+    for i in range(20):
+        status.record(_decision(i))
+    assert StatusBase.STATUS_BUDGET_BYTES is None
+    assert status.fit_to_budget() == [] and len(status.decisions) == 20
