@@ -288,26 +288,42 @@ class OptimizationLoopStatus(StatusBase):
     ANALYSIS_EVIDENCE_KEPT: ClassVar[int] = 1
 
     def shrink_steps(self) -> list[Callable[[], str | None]]:
-        """Ended anomalies, then older decisions, then root-cause evidence, anomaly prose, long
-        condition messages and the newest decision's passing reasons; never the engine state, the change times or the active anomalies'
+        """Ended anomalies, then older decisions, then root-cause evidence, anomaly prose and detail,
+        long condition messages and the newest decision's passing rules; never the engine state, the change times or the active anomalies'
         starts, which the next pass acts on."""
         return [
             self.drop_ended_anomaly,
             self.drop_oldest_decision,
             self.shorten_analysis,
             self.drop_anomaly_explanation,
+            self.drop_anomaly_detail,
             self.shorten_condition_message,
-            self.drop_passing_reasons,
+            self.drop_passing_verdicts,
         ]
 
-    def drop_passing_reasons(self) -> str | None:
-        """Last: the newest decision keeps which rules passed, and the reasons of those that failed."""
+    ANOMALY_FIELDS_KEPT: ClassVar[frozenset[str]] = frozenset(
+        {"service", "metric", "direction", "shape", "severity", "peak_z", "start", "end", "explained_by_load"}
+    )
+    """What an anomaly keeps when cut: what it is, how strong, since when (the next pass keeps the
+    reference clean from `start`), and whether demand explains it (why the loop did not freeze)."""
+
+    def drop_anomaly_detail(self) -> str | None:
+        for i, a in enumerate(self.anomalies):
+            if set(a) - self.ANOMALY_FIELDS_KEPT:
+                self.anomalies[i] = {k: v for k, v in a.items() if k in self.ANOMALY_FIELDS_KEPT}
+                return f"detail of anomaly {a.get('service', '')}/{a.get('metric', '')}"
+        return None
+
+    def drop_passing_verdicts(self) -> str | None:
+        """Last: the newest decision keeps the rules that failed, with their reasons; those that
+        passed go without saying, as in older decisions (every rule runs on every proposal)."""
         newest = self.decisions[-1] if self.decisions else None
-        if newest is None or not any(v.passed and v.reason for v in newest.verdicts):
+        if newest is None or not any(v.passed for v in newest.verdicts):
             return None
-        verdicts = [v.model_copy(update={"reason": ""}) if v.passed else v for v in newest.verdicts]
-        self.decisions[-1] = newest.model_copy(update={"verdicts": verdicts})
-        return f"reasons of the rules decision {newest.id} passed"
+        self.decisions[-1] = newest.model_copy(
+            update={"verdicts": [v for v in newest.verdicts if not v.passed]}
+        )
+        return f"rules decision {newest.id} passed"
 
     def drop_ended_anomaly(self) -> str | None:
         ended = [a for a in self.anomalies if a.get("end") is not None]
@@ -317,7 +333,8 @@ class OptimizationLoopStatus(StatusBase):
         return f"ended anomaly {ended[-1].get('service', '')}/{ended[-1].get('metric', '')}"
 
     def shorten_analysis(self) -> str | None:
-        """Each cause keeps its strongest evidence; then only the top cause stays."""
+        """Each cause keeps its strongest evidence; then only the top cause stays, with its own
+        explanation."""
         causes = list((self.analysis or {}).get("causes") or [])
         if any(len(c.get("evidence") or []) > self.ANALYSIS_EVIDENCE_KEPT for c in causes):
             causes = [
@@ -329,7 +346,24 @@ class OptimizationLoopStatus(StatusBase):
         if len(causes) > 1:
             self.analysis = {**(self.analysis or {}), "causes": causes[:1]}
             return "root causes but the top one"
+        if causes and (self.analysis or {}).get("explanation"):
+            # The analysis' own explanation is its top cause's, led by a count of services.
+            self.analysis = {k: v for k, v in (self.analysis or {}).items() if k != "explanation"}
+            return "root-cause explanation (the top cause keeps its own)"
+        analysis = self.analysis or {}
+        if causes and (set(analysis) - {"causes", "confident"} or set(causes[0]) - self.CAUSE_FIELDS_KEPT):
+            top = {k: v for k, v in causes[0].items() if k in self.CAUSE_FIELDS_KEPT}
+            self.analysis = {
+                "causes": [top],
+                **({"confident": analysis["confident"]} if "confident" in analysis else {}),
+            }
+            return "root-cause detail"
         return None
+
+    CAUSE_FIELDS_KEPT: ClassVar[frozenset[str]] = frozenset(
+        {"service", "metric", "fault_type", "action", "confidence", "explanation"}
+    )
+    """What the top root cause keeps when cut: who, what kind of fault, what to do, and why."""
 
     def drop_anomaly_explanation(self) -> str | None:
         """Its prose is the `AnomalyDetected` condition's and the Events'; the fields stay."""
