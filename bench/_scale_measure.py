@@ -157,34 +157,38 @@ def field_bytes(items: list[dict[str, Any]]) -> dict[str, float | None]:
 
 
 def decision_figures(items: list[dict[str, Any]], *, limit: int) -> dict[str, Any]:
-    """Decisions held per loop, bytes per decision, and the status each loop would have with a
-    full decision list (`limit` entries of the p99 size, within the list's byte budget): what its
-    status tends to once it has decided `limit` times, which a window of a few passes does not reach."""
+    """Decisions held per loop, bytes per decision, and the status each loop would have once it
+    has decided `limit` times, which a window of a few passes does not reach: its newest decision
+    recorded `limit` more times and the status cut to its budget, by the operator's own code
+    (`OptimizationLoopStatus.record` and `fit_to_budget`)."""
     held: list[float] = []
     each: list[float] = []
     rest: list[float] = []
+    projected: list[float] = []
     for item in items:
         status = item.get("status") or {}
         decisions = status.get("decisions") or []
         held.append(float(len(decisions)))
         each.extend(float(len(json.dumps(d))) for d in decisions)
         rest.append(float(len(json.dumps({k: v for k, v in status.items() if k != "decisions"}))))
-    per_decision = fig.quantile(each, 0.99)
-    base = fig.quantile(rest, 0.99)
-    # The list is bounded by size too (OptimizationLoopStatus.DECISIONS_BUDGET_BYTES; the newest
-    # decision is kept whole even when it alone is larger).
-    budget = OptimizationLoopStatus.DECISIONS_BUDGET_BYTES
-    projected = (
-        None
-        if per_decision is None or base is None
-        else base + max(min(limit * (per_decision + 2), budget), per_decision)
-    )
+        if decisions:
+            projected.append(float(full_history_bytes(status, limit=limit)))
     return {
         "decisions_per_loop": fig.spread(held),
-        "decision_bytes_p99": _r(per_decision, 0),
-        "status_bytes_without_decisions_p99": _r(base, 0),
-        "status_bytes_projected_full_decisions": _r(projected, 0),
+        "decision_bytes_p99": _r(fig.quantile(each, 0.99), 0),
+        "status_bytes_without_decisions_p99": _r(fig.quantile(rest, 0.99), 0),
+        "status_bytes_projected_full_decisions": _r(fig.quantile(projected, 0.99), 0),
     }
+
+
+def full_history_bytes(status: dict[str, Any], *, limit: int) -> int:
+    """The size of `status` after `limit` more decisions like its newest, as a pass writes it."""
+    st = OptimizationLoopStatus.model_validate(status)
+    newest = st.decisions[-1]
+    for i in range(limit):
+        st.record(newest.model_copy(update={"id": f"{newest.id}-{i}"}))
+    st.fit_to_budget()
+    return st.json_bytes()
 
 
 def _r(value: float | None, digits: int = 2) -> float | None:
