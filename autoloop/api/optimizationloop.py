@@ -302,10 +302,21 @@ class OptimizationLoopStatus(StatusBase):
         ]
 
     ANOMALY_FIELDS_KEPT: ClassVar[frozenset[str]] = frozenset(
-        {"service", "metric", "direction", "shape", "severity", "peak_z", "start", "end", "explained_by_load"}
+        {
+            "service",
+            "metric",
+            "direction",
+            "shape",
+            "severity",
+            "peak_z",
+            "start",
+            "end",
+            "explained_by_load",
+            "low_confidence",
+        }
     )
     """What an anomaly keeps when cut: what it is, how strong, since when (the next pass keeps the
-    reference clean from `start`), and whether demand explains it (why the loop did not freeze)."""
+    reference clean from `start`), and whether it freezes the loop (not demand, not low confidence)."""
 
     def drop_anomaly_detail(self) -> str | None:
         for i, a in enumerate(self.anomalies):
@@ -315,14 +326,16 @@ class OptimizationLoopStatus(StatusBase):
         return None
 
     def drop_passing_verdicts(self) -> str | None:
-        """Last: the newest decision keeps the rules that failed, with their reasons; those that
-        passed go without saying, as in older decisions (every rule runs on every proposal)."""
+        """Last: the newest decision keeps the rules that failed, with their reasons, and those that
+        passed only by an exemption (a rollback's, a remedy's: why an unusual change went through);
+        the others passed as every rule does on an ordinary proposal and go without saying."""
         newest = self.decisions[-1] if self.decisions else None
-        if newest is None or not any(v.passed for v in newest.verdicts):
+        if newest is None:
             return None
-        self.decisions[-1] = newest.model_copy(
-            update={"verdicts": [v for v in newest.verdicts if not v.passed]}
-        )
+        kept = [v for v in newest.verdicts if not v.passed or "exempt" in v.reason]
+        if len(kept) == len(newest.verdicts):
+            return None
+        self.decisions[-1] = newest.model_copy(update={"verdicts": kept})
         return f"rules decision {newest.id} passed"
 
     def drop_ended_anomaly(self) -> str | None:
@@ -361,9 +374,10 @@ class OptimizationLoopStatus(StatusBase):
         return None
 
     CAUSE_FIELDS_KEPT: ClassVar[frozenset[str]] = frozenset(
-        {"service", "metric", "fault_type", "action", "confidence", "explanation"}
+        {"service", "metric", "fault_type", "action", "confidence", "explanation", "evidence"}
     )
-    """What the top root cause keeps when cut: who, what kind of fault, what to do, and why."""
+    """What the top root cause keeps when cut: who, what kind of fault, what to do, why, and its
+    strongest evidence."""
 
     def drop_anomaly_explanation(self) -> str | None:
         """Its prose is the `AnomalyDetected` condition's and the Events'; the fields stay."""

@@ -295,7 +295,9 @@ def make_reconciler(
         # after the handler, and a refused patch there stops the object's timer for good.
         cut = p.status.fit_to_budget()
         if cut:
-            logger.debug("status of %s cut to its budget: %s", kube.object_key(namespace, name), "; ".join(cut))
+            logger.debug(
+                "status of %s cut to its budget: %s", kube.object_key(namespace, name), "; ".join(cut)
+            )
         try:
             p.write_status(memo.clients, status_patch(p.status, {**previous, **p.written}))
         except (MaxRetryError, ProtocolError, ConnectionError) as exc:

@@ -371,6 +371,9 @@ def test_a_loop_status_is_cut_to_its_budget_and_keeps_what_the_next_pass_acts_on
     assert [a["start"] for a in status.anomalies if a["end"] is None] == [1000.0, 1100.0]
     assert status.analysis is not None and status.analysis["causes"][0]["service"] == "db"
     assert status.analysis["confident"] is True
+    assert status.analysis["causes"][0]["evidence"] == ["v" * 80], (
+        "the top cause keeps its strongest evidence"
+    )
     # An anomaly cut to what says what it is, how strong and since when.
     assert all(set(a) <= OptimizationLoopStatus.ANOMALY_FIELDS_KEPT for a in status.anomalies)
     assert {(a["metric"], a["peak_z"]) for a in status.anomalies} == {
@@ -400,17 +403,15 @@ def test_cutting_stops_when_only_what_the_operator_acts_on_is_left() -> None:
     status.record(_decision(1))
     status.record(_decision(2))
     newest = _decision(3, failing=3)
+    remedy = RuleVerdict(rule="maxStep", passed=True, reason="exempt: the SLO is broken now (remedy)")
+    newest = newest.model_copy(update={"verdicts": [*newest.verdicts, remedy]})
     status.record(newest)
-    assert status.fit_to_budget() == [
-        "decision web-000001",
-        "decision web-000002",
-        "rules decision web-000003 passed",
-    ]
+    assert status.fit_to_budget()[-2:] == ["decision web-000002", "rules decision web-000003 passed"]
     assert status.json_bytes() > (OptimizationLoopStatus.STATUS_BUDGET_BYTES or 0)
     assert status.engine_state == {"z": "q" * 6000}
     [kept] = status.decisions
     assert kept.model_dump(exclude={"verdicts"}) == newest.model_dump(exclude={"verdicts"})
-    assert kept.verdicts == newest.verdicts[:3], "the failing rules stay, with their reasons"
+    assert kept.verdicts == [*newest.verdicts[:3], remedy], "failing rules and exemptions stay, with reasons"
 
 
 def test_kinds_without_a_budget_are_never_cut() -> None:
