@@ -314,11 +314,12 @@ class NodeProgress(ApiModel):
     started_at: str | None = None
     updated_at: str | None = None
     message: str = ""
-    evicted: int = Field(
-        default=0,
-        description="Pods whose eviction the Eviction API accepted, saved with the node's progress: an "
-        "operator crash between an eviction and the next status write leaves that one uncounted (the pod "
-        "is still evicted once; the resumed drain does not evict it again).",
+    evicted: int = Field(default=0, description="Pods whose eviction the Eviction API accepted.")
+    evicting: list[str] = Field(
+        default_factory=list,
+        description="UIDs of the pods a drain round is about to evict, written before it evicts them: "
+        "after an operator crash the resumed drain counts those already gone or terminating as evicted.",
+        json_schema_extra={"maxItems": 1000},
     )
 
 

@@ -42,6 +42,7 @@ class Pod:
     mirror: bool = False
     finished: bool = False
     terminating: bool = False
+    uid: str = ""
 
     @property
     def key(self) -> str:
@@ -71,6 +72,7 @@ def _pod(obj: Any) -> Pod:
         mirror=MIRROR_POD_ANNOTATION in (meta.annotations or {}),
         finished=(obj.status.phase if obj.status else None) in ("Succeeded", "Failed"),
         terminating=meta.deletion_timestamp is not None,
+        uid=str(meta.uid or ""),
     )
 
 

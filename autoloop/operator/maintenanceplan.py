@@ -304,17 +304,23 @@ class Executor:
         budget_end = time.monotonic() + DRAIN_PASS_SECONDS
         while True:
             pods = draining.to_evict(draining.node_pods(self.clients, entry.node), spec.drain.pod_selector)
+            self.count_interrupted_evictions(entry, pods)
             if not pods:
                 return True
             refused: list[str] = []
-            for pod in pods:
-                if pod.terminating:
-                    continue
+            due = [pod for pod in pods if not pod.terminating]
+            if sorted(pod.uid for pod in due) != sorted(entry.evicting):
+                # Intent first: a crash after an eviction and before the count is saved is
+                # counted by the resumed drain (`count_interrupted_evictions`).
+                entry.evicting = [pod.uid for pod in due]
+                self.save()
+            for pod in due:
                 outcome, message = draining.evict(
                     self.clients, pod, grace_period_seconds=spec.drain.grace_period_seconds
                 )
                 if outcome is draining.Eviction.EVICTED:
                     entry.evicted += 1
+                    entry.evicting = [uid for uid in entry.evicting if uid != pod.uid]
                     crashpoints.reached("plan-after-evict")
                 elif outcome is draining.Eviction.REFUSED:
                     refused.append(f"{pod.key}: {message}")
@@ -328,6 +334,17 @@ class Executor:
                 self.save()
                 return False
             time.sleep(retry)
+
+    @staticmethod
+    def count_interrupted_evictions(entry: NodeProgress, pods: list[draining.Pod]) -> None:
+        """Pods a round meant to evict (`evicting`, saved before it evicted them) that are now gone
+        or terminating were evicted by it before a crash cut the round short: count them once."""
+        if not entry.evicting:
+            return
+        still_running = {pod.uid for pod in pods if not pod.terminating}
+        done = [uid for uid in entry.evicting if uid not in still_running]
+        entry.evicted += len(done)
+        entry.evicting = [uid for uid in entry.evicting if uid in still_running]
 
     def give_up(self, entry: NodeProgress, refused: list[str], pods: list[draining.Pod]) -> bool:
         spec = self.plan.spec

@@ -867,6 +867,7 @@ def test_operator_killed_between_a_step_and_its_record_does_it_once(
         assert order == ONE_TURN_OF_TWO_PODS, order
         entry = progress(cp, namespace, "plan")[node]
         assert entry["startedAt"] == started, "resumed, not started again"
+        assert entry["evicted"] == 2 and not entry.get("evicting"), "each eviction counted once"
         web = cp.kubectl_json("-n", namespace, "get", "deployment", "web")
         assert web["metadata"]["generation"] == generation + 1, "restarted once"
         assert (

@@ -298,3 +298,21 @@ def test_check_blockers(answers: dict[str, float | str], blocked: bool, reason: 
     assert mp.check_blockers(pass_, FakeSource(answers)) is blocked
     cond = pass_.status.condition("Blocked")
     assert cond is not None and cond.reason == reason
+
+
+def _pod(name: str, *, terminating: bool = False) -> draining.Pod:
+    return draining.Pod(namespace="shop", name=name, uid=f"uid-{name}", terminating=terminating)
+
+
+def test_a_drain_cut_short_by_a_crash_counts_the_evictions_it_made_once() -> None:
+    # The round meant to evict a, b and c (saved before it evicted them); it evicted a (gone) and b
+    # (terminating), then the operator died before saving the count.
+    entry = NodeProgress(node="n1", step="Draining", evicted=1, evicting=["uid-a", "uid-b", "uid-c"])
+    mp.Executor.count_interrupted_evictions(entry, [_pod("b", terminating=True), _pod("c"), _pod("d")])
+    assert entry.evicted == 3 and entry.evicting == ["uid-c"]
+    # The next look finds nothing new: nothing counted twice.
+    mp.Executor.count_interrupted_evictions(entry, [_pod("c"), _pod("d")])
+    assert entry.evicted == 3 and entry.evicting == ["uid-c"]
+    untouched = NodeProgress(node="n2", step="Draining", evicted=4)
+    mp.Executor.count_interrupted_evictions(untouched, [])
+    assert untouched.evicted == 4
