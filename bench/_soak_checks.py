@@ -87,6 +87,21 @@ class DecisionRecord:
     action: str
     current: dict[str, float]
     proposed: dict[str, float]
+    slo_broken: bool = False
+    """The decision saw the SLO broken (`observed.slo_met` 0): a change that only adds capacity is
+    then a remedy, exempt from the max step, the budgets and (replicas only) the cooldown."""
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One operator change as the per-target checks (cooldown, hourly budget) need it."""
+
+    t: float
+    rollback: bool
+    slack: float
+    policies: list[Policy]
+    remedy: bool = False
+    restarts_pods: bool = False
 
 
 @dataclass(frozen=True)
@@ -233,6 +248,7 @@ def decision_from_status(entry: Mapping[str, Any]) -> DecisionRecord:
         action=str(entry.get("action", "")),
         current=knobs_from_wire(entry.get("current") or {}),
         proposed=knobs_from_wire(entry.get("proposed") or {}),
+        slo_broken=(entry.get("observed") or {}).get("slo_met") == 0,
     )
 
 
@@ -380,18 +396,33 @@ def applied_mismatch(change: Change, decision: DecisionRecord) -> str | None:
 # -- per-target checks -------------------------------------------------------------------------------
 
 
+def adds_capacity_only(change: Change) -> bool:
+    """Nothing went down and something went up (the safety validator's remedy, judged here from
+    what the watch saw, not from what the operator says)."""
+    knobs = change.changed_knobs()
+    deltas = [(change.after.get(k), change.before.get(k)) for k in knobs]
+    if not knobs or any(a is None or b is None for a, b in deltas):
+        return False
+    return all(a > b for a, b in deltas if a is not None and b is not None)
+
+
 def budget_violations(
-    times: Sequence[float], max_per_hour: int, *, slack: float = BUDGET_SLACK_SECONDS
+    times: Sequence[float],
+    max_per_hour: int,
+    *,
+    slack: float = BUDGET_SLACK_SECONDS,
+    exempt: Sequence[float] = (),
 ) -> list[float]:
     """Times of the changes that made more than `max_per_hour` within a trailing hour (less
-    `slack`, see BUDGET_SLACK_SECONDS)."""
+    `slack`, see BUDGET_SLACK_SECONDS). Changes at `exempt` times (remedies) count, but are not
+    violations themselves."""
     ordered = sorted(times)
     out: list[float] = []
     first = 0
     for i, t in enumerate(ordered):
         while ordered[first] <= t - (HOUR_SECONDS - slack):
             first += 1
-        if i - first + 1 > max_per_hour:
+        if i - first + 1 > max_per_hour and t not in exempt:
             out.append(t)
     return out
 
@@ -399,9 +430,9 @@ def budget_violations(
 def cooldown_violations(
     changes: Sequence[tuple[float, bool]], cooldown: float, *, slack: float
 ) -> list[tuple[float, float]]:
-    """(time, is_rollback) of one target's applied changes: each change that is not a rollback
-    comes at least `cooldown` (less `slack`) after the previous change of any kind (a rollback is
-    exempt, but counts as a change). Returns (time, gap) of each violation."""
+    """(time, exempt) of one target's applied changes: each change that is not exempt (a rollback,
+    a remedy adding replicas) comes at least `cooldown` (less `slack`) after the previous change of
+    any kind (an exempt one counts as a change). Returns (time, gap) of each violation."""
     ordered = sorted(changes)
     out: list[tuple[float, float]] = []
     for (t0, _), (t1, rollback) in itertools.pairwise(ordered):
@@ -563,20 +594,23 @@ def _namespace(workload: str) -> str:
     return workload.split("/", 1)[0]
 
 
-def _judge_change(record: Record, report: Report, change: Change) -> tuple[float, bool, float, list[Policy]]:
-    """The checks of one operator change; returns (time for the cooldown, rollback?, slack, policies)."""
+def _judge_change(record: Record, report: Report, change: Change) -> Judged:
+    """The checks of one operator change; returns what the per-target checks need."""
     manager = record.managers.get(change.workload)
     decision = record.decisions.get((_namespace(change.workload), change.decision or ""))
     rollback = decision is not None and decision.action == "RolledBack"
+    remedy = decision is not None and decision.slo_broken and adds_capacity_only(change)
+    restarts = any(k != "replicas" for k in change.changed_knobs())
     if manager is None:
         report.safety.append(
             Violation("unmanaged", change.workload, change.t, "changed, but nothing manages it")
         )
-        return change.t, rollback, COOLDOWN_SLACK_WATCHED, []
+        return Judged(change.t, rollback, COOLDOWN_SLACK_WATCHED, [], remedy, restarts)
     policies = _policies_for(record, manager, change, decision.t if decision else None)
     if (reason := bounds_violation(change, policies)) is not None:
         report.safety.append(Violation("bounds", change.workload, change.t, f"{change.decision}: {reason}"))
-    if not rollback and not change.listed and (reason := step_violation(change, policies)) is not None:
+    stepped = not (rollback or remedy or change.listed)
+    if stepped and (reason := step_violation(change, policies)) is not None:
         report.safety.append(Violation("maxStep", change.workload, change.t, f"{change.decision}: {reason}"))
     if decision is None:
         if change.decision is not None:
@@ -585,34 +619,35 @@ def _judge_change(record: Record, report: Report, change: Change) -> tuple[float
                     "noIntent", change.workload, change.t, f"{change.decision} applied, never in a status"
                 )
             )
-        return change.t, rollback, COOLDOWN_SLACK_WATCHED, policies
+        return Judged(change.t, rollback, COOLDOWN_SLACK_WATCHED, policies, remedy, restarts)
     if change.listed:
         report.listed_changes += 1
-        return decision.t, rollback, COOLDOWN_SLACK_DECIDED, policies
+        return Judged(decision.t, rollback, COOLDOWN_SLACK_DECIDED, policies, remedy, restarts)
     if (reason := applied_mismatch(change, decision)) is not None:
         report.safety.append(
             Violation("appliedMismatch", change.workload, change.t, f"{decision.id}: {reason}")
         )
     if (reason := stale_overwrite(change, decision)) is not None:
         report.lost.append(Violation("staleOverwrite", change.workload, change.t, f"{decision.id}: {reason}"))
-    return decision.t, rollback, COOLDOWN_SLACK_DECIDED, policies
+    return Judged(decision.t, rollback, COOLDOWN_SLACK_DECIDED, policies, remedy, restarts)
 
 
-def _judge_target(
-    report: Report, workload: str, judged: list[tuple[float, bool, float, list[Policy]]]
-) -> None:
-    """Cooldown and hourly budget over one workload's operator changes."""
-    policies = [p for _, _, _, ps in judged for p in ps]
+def _judge_target(report: Report, workload: str, judged: list[Judged]) -> None:
+    """Cooldown and hourly budget over one workload's operator changes (remedies exempt from the
+    budget, and from the cooldown when they restart no pod, as rollbacks are from the cooldown)."""
+    policies = [p for j in judged for p in j.policies]
     if not policies:
         return
     limit = max(p.max_changes_per_hour for p in policies)
-    for t in budget_violations([t for t, _, _, _ in judged], limit):
+    remedies = [j.t for j in judged if j.remedy]
+    for t in budget_violations([j.t for j in judged], limit, exempt=remedies):
         report.safety.append(
             Violation("changeBudget", workload, t, f"more than {limit} changes within an hour")
         )
     cooldown = min(p.cooldown_seconds for p in policies)
-    slack = max(s for _, _, s, _ in judged)
-    for t, gap in cooldown_violations([(t, rb) for t, rb, _, _ in judged], cooldown, slack=slack):
+    slack = max(j.slack for j in judged)
+    exempt = [(j.t, j.rollback or (j.remedy and not j.restarts_pods)) for j in judged]
+    for t, gap in cooldown_violations(exempt, cooldown, slack=slack):
         report.safety.append(
             Violation("cooldown", workload, t, f"{gap:.1f} s after the previous change < {cooldown:g} s")
         )
@@ -620,7 +655,7 @@ def _judge_target(
 
 def evaluate(record: Record) -> Report:
     report = Report()
-    per_target: dict[str, list[tuple[float, bool, float, list[Policy]]]] = defaultdict(list)
+    per_target: dict[str, list[Judged]] = defaultdict(list)
     for change in sorted(record.changes, key=lambda c: c.t):
         if change.author == "person":
             report.person_changes += 1
@@ -630,7 +665,7 @@ def evaluate(record: Record) -> Report:
             continue
         report.operator_changes += 1
         one = _judge_change(record, report, change)
-        report.rollbacks += int(one[1])
+        report.rollbacks += int(one.rollback)
         per_target[change.workload].append(one)
     for workload, judged in sorted(per_target.items()):
         _judge_target(report, workload, judged)

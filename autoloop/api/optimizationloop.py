@@ -143,10 +143,23 @@ class Rollback(ApiModel):
 
 class Safety(ApiModel):
     max_step_percent: float = Field(
-        default=50.0, gt=0, le=1000, description="Largest change of a knob in one step, in percent."
+        default=50.0,
+        gt=0,
+        le=1000,
+        description="Largest change of a knob in one step, in percent. Rollbacks, and changes that only "
+        "add capacity while the SLO is measured broken (remedies), are exempt.",
     )
-    cooldown: Duration = Field(default="5m", description="Minimum time between two applied changes.")
-    max_changes_per_hour: int = Field(default=4, ge=0, le=60)
+    cooldown: Duration = Field(
+        default="5m",
+        description="Minimum time between two applied changes. Rollbacks, and remedies that only add "
+        "replicas (no pod restarted), are exempt.",
+    )
+    max_changes_per_hour: int = Field(
+        default=4,
+        ge=0,
+        le=60,
+        description="At most this many applied changes in any hour. Remedies are exempt (they still count).",
+    )
     max_changes_per_day: int | None = Field(
         default=None,
         ge=1,
@@ -288,17 +301,18 @@ class OptimizationLoopStatus(StatusBase):
     ANALYSIS_EVIDENCE_KEPT: ClassVar[int] = 1
 
     def shrink_steps(self) -> list[Callable[[], str | None]]:
-        """Ended anomalies, then older decisions, then root-cause evidence, anomaly prose and detail,
-        long condition messages and the newest decision's passing rules; never the engine state, the change times or the active anomalies'
-        starts, which the next pass acts on."""
+        """Ended anomalies, root-cause evidence and detail, anomaly prose and detail, long condition
+        messages, the newest decision's passing rules, and only then older decisions (the trail a
+        person reads: applied, rolled back, approved); never the engine state, the change times or
+        the active anomalies' starts, which the next pass acts on."""
         return [
             self.drop_ended_anomaly,
-            self.drop_oldest_decision,
             self.shorten_analysis,
             self.drop_anomaly_explanation,
             self.drop_anomaly_detail,
             self.shorten_condition_message,
             self.drop_passing_verdicts,
+            self.drop_oldest_decision,
         ]
 
     ANOMALY_FIELDS_KEPT: ClassVar[frozenset[str]] = frozenset(
@@ -313,10 +327,12 @@ class OptimizationLoopStatus(StatusBase):
             "end",
             "explained_by_load",
             "low_confidence",
+            "benign",
         }
     )
     """What an anomaly keeps when cut: what it is, how strong, since when (the next pass keeps the
-    reference clean from `start`), and whether it freezes the loop (not demand, not low confidence)."""
+    reference clean from `start`), and whether it freezes the loop (not demand, not low confidence,
+    not benign)."""
 
     def drop_anomaly_detail(self) -> str | None:
         for i, a in enumerate(self.anomalies):
@@ -326,7 +342,7 @@ class OptimizationLoopStatus(StatusBase):
         return None
 
     def drop_passing_verdicts(self) -> str | None:
-        """Last: the newest decision keeps the rules that failed, with their reasons, and those that
+        """The newest decision keeps the rules that failed, with their reasons, and those that
         passed only by an exemption (a rollback's, a remedy's: why an unusual change went through);
         the others passed as every rule does on an ordinary proposal and go without saying."""
         newest = self.decisions[-1] if self.decisions else None

@@ -29,6 +29,8 @@ SECONDS_PER_HOUR: Final[float] = 3600.0
 SECONDS_PER_DAY: Final[float] = 86_400.0
 # Relative tolerance when comparing floats against bounds (quantity rounding is ~1e-3).
 BOUND_TOLERANCE: Final[float] = 1e-9
+# Why a remedy passes the churn rules, as the status shows it.
+REMEDY_REASON: Final[str] = "the SLO is broken now and the change only adds capacity (remedy)"
 
 ChangeKind = Literal["tune", "rollback"]
 
@@ -122,6 +124,10 @@ class SafetyResult(BaseModel):
         """The reasons of the rules that rejected, for the status message."""
         return [f"{v.rule}: {v.reason}" for v in self.verdicts if not v.passed]
 
+    def remedy_exemptions(self) -> list[str]:
+        """The rules that passed the change only because it is a remedy (`remedy_now`)."""
+        return [v.rule for v in self.verdicts if v.passed and REMEDY_REASON in v.reason]
+
 
 Rule = Callable[[ProposedChange, SafetyPolicy, SafetyContext], RuleVerdict]
 
@@ -161,10 +167,16 @@ def knob_bounds(change: ProposedChange, policy: SafetyPolicy, _: SafetyContext) 
     return _ok("bounds", "all knobs within bounds")
 
 
-def max_step(change: ProposedChange, policy: SafetyPolicy, _: SafetyContext) -> RuleVerdict:
-    """No knob moves by more than maxStepPercent of its current value (replicas: at least ±1)."""
+def max_step(change: ProposedChange, policy: SafetyPolicy, ctx: SafetyContext) -> RuleVerdict:
+    """No knob moves by more than maxStepPercent of its current value (replicas: at least ±1).
+
+    A rollback is exempt, and so is a remedy (`remedy_now`): while the SLO is broken, capacity
+    added in 50 % steps arrives a pass too late each time, and a change that only adds can
+    overshoot the need but not break what works."""
     if change.kind == "rollback":
         return _ok("maxStep", "rollback to last good settings is exempt")
+    if remedy_now(change, ctx):
+        return _ok("maxStep", f"exempt: {REMEDY_REASON}")
     limit = policy.max_step_percent / 100.0
     for knob, value in sorted(change.proposed.items()):
         current = change.current.get(knob)
@@ -180,9 +192,13 @@ def max_step(change: ProposedChange, policy: SafetyPolicy, _: SafetyContext) -> 
 
 
 def cooldown(change: ProposedChange, policy: SafetyPolicy, ctx: SafetyContext) -> RuleVerdict:
-    """No change sooner than `cooldown` after the previous one."""
+    """No change sooner than `cooldown` after the previous one. A rollback is exempt, and so is a
+    remedy that restarts no pod (`remedy_now`, replicas only up): the cooldown spaces rollouts and
+    churn, and new replicas are neither."""
     if change.kind == "rollback":
         return _ok("cooldown", "rollback is exempt")
+    if remedy_now(change, ctx) and not _restarts_pods(change):
+        return _ok("cooldown", f"exempt: {REMEDY_REASON}, restarting no pod")
     if ctx.last_change_at is None:
         return _ok("cooldown", "no previous change")
     elapsed = ctx.now - ctx.last_change_at
@@ -193,29 +209,44 @@ def cooldown(change: ProposedChange, policy: SafetyPolicy, ctx: SafetyContext) -
 
 def change_budget(change: ProposedChange, policy: SafetyPolicy, ctx: SafetyContext) -> RuleVerdict:
     """At most maxChangesPerHour applied changes in the trailing hour and, when set,
-    maxChangesPerDay in the trailing 24 h. A spent daily budget does not hold back a rollback, nor
-    a capacity-adding remedy while the SLO is broken: a day's churn limit must not leave a
-    workload starved until tomorrow."""
+    maxChangesPerDay in the trailing 24 h. A remedy (`remedy_now`) is exempt from both: a churn
+    limit must not leave a workload starved for the rest of the hour or until tomorrow (a spent
+    daily budget does not hold back a rollback either). Remedies still count as changes."""
     hour = sum(1 for t in ctx.recent_change_times if 0 <= ctx.now - t < SECONDS_PER_HOUR)
-    if hour >= policy.max_changes_per_hour:
-        return _no("changeBudget", f"{hour} changes in the last hour (max {policy.max_changes_per_hour})")
     reason = f"{hour}/{policy.max_changes_per_hour} changes in the last hour"
+    if hour >= policy.max_changes_per_hour:
+        if remedy_now(change, ctx):
+            return _ok("changeBudget", f"hourly budget spent ({hour}), but exempt: {REMEDY_REASON}")
+        return _no("changeBudget", f"{hour} changes in the last hour (max {policy.max_changes_per_hour})")
     if policy.max_changes_per_day is None:
         return _ok("changeBudget", reason)
     day = sum(1 for t in ctx.recent_change_times if 0 <= ctx.now - t < SECONDS_PER_DAY)
     if day < policy.max_changes_per_day:
         return _ok("changeBudget", f"{reason}, {day}/{policy.max_changes_per_day} in the last 24h")
-    if change.kind == "rollback" or (ctx.slo_met_now is False and is_remedy(change)):
+    if change.kind == "rollback" or remedy_now(change, ctx):
         return _ok("changeBudget", f"{reason}; daily budget spent ({day}), but a remedy is exempt")
     return _no("changeBudget", f"{day} changes in the last 24h (max {policy.max_changes_per_day})")
 
 
+def adds_capacity_only(change: ProposedChange) -> bool:
+    """Nothing decreases and something increases. A proposed knob whose current value is unknown
+    is not known to add anything: such a change is not capacity-only (fail closed)."""
+    if any(k not in change.current for k in change.proposed):
+        return False
+    deltas = [v - change.current[k] for k, v in change.proposed.items()]
+    return all(d >= 0 for d in deltas) and any(d > 0 for d in deltas)
+
+
 def is_remedy(change: ProposedChange) -> bool:
     """A change that only adds capacity (nothing decreases, something increases), or a rollback."""
-    if change.kind == "rollback":
-        return True
-    deltas = [v - change.current.get(k, v) for k, v in change.proposed.items()]
-    return all(d >= 0 for d in deltas) and any(d > 0 for d in deltas)
+    return change.kind == "rollback" or adds_capacity_only(change)
+
+
+def remedy_now(change: ProposedChange, ctx: SafetyContext) -> bool:
+    """The SLO is measured broken now and the change only adds capacity: the case in which the
+    max step, the hourly and daily budgets and (for replicas) the cooldown do not hold it back.
+    Bounds, ownership, the PDB, the anomaly freeze and the SLO guard still apply."""
+    return ctx.slo_met_now is False and adds_capacity_only(change)
 
 
 def slo_guard(change: ProposedChange, policy: SafetyPolicy, ctx: SafetyContext) -> RuleVerdict:

@@ -207,3 +207,86 @@ def test_a_downsizing_is_explained_by_what_it_was_planned_on() -> None:
         p = d.explanation.predicted
         assert p["utilisation"] <= 1.05 * p["setpoint"]
         assert "latency_p95" not in p
+
+
+def observe_load(
+    settings: dict[str, float], t: float, rng: np.random.Generator, rps: float
+) -> loop.Observation:
+    """An interval of the service simulator at `rps` requests/s (0.01 CPU s each)."""
+    profile = service.ServiceProfile(base_rps=rps, cpu_seconds_per_request=0.01)
+    s = service.Settings(
+        replicas=int(settings["replicas"]),
+        cpu_request_cores=settings["cpu_request"],
+        cpu_limit_cores=None,
+        memory_request_bytes=settings["memory_request"],
+        memory_limit_bytes=settings["memory_request"],
+    )
+    return observed(
+        settings, [service.simulate_step(profile, s, t + 10 * i, rng, step_seconds=10) for i in range(30)]
+    )
+
+
+def test_a_flash_crowd_is_met_in_one_pass_past_the_step_the_budget_and_the_cooldown() -> None:
+    cfg = loop_config(error_slo_ratio=0.01)
+    settings = {"replicas": 4.0, "cpu_request": 1.0, "memory_request": 1024 * MIB}
+    rng, engine, state = np.random.default_rng(0), loop.LoopEngine(), loop.LoopState()
+    for i in range(8):  # learn at 200 rps (2 cores of demand) without acting
+        t = 300.0 * (i + 1)
+        _, state = engine.step(
+            cfg.model_copy(update={"mode": "Recommend"}),
+            state,
+            observe_load(settings, t - 300, rng, 200.0),
+            t,
+        )
+    now = 300.0 * 9
+    # Four changes in the last hour (the budget), the last one a minute ago (within the cooldown).
+    state = state.model_copy(update={"change_times": [now - 3000, now - 2000, now - 1000, now - 60]})
+    # 1,500 rps need 15 cores: at the prior setpoint 0.6, 25 one-core pods; 4 are overloaded.
+    d, state = engine.step(cfg, state, observe_load(settings, now - 300, rng, 1500.0), now)
+    assert d.explanation.saw["slo_met"] == 0.0
+    assert d.action == "change" and d.applied and d.settings is not None
+    # One pass: 4 -> 25 pods (+525 %), where 50 % steps would take five passes.
+    assert d.settings["replicas"] >= 25
+    why = {v.rule: v.reason for v in d.verdicts}
+    for rule in ("maxStep", "changeBudget", "cooldown"):
+        assert "SLO is broken now and the change only adds capacity" in why[rule]
+    # The explanation (the status' decision text) says so in one line.
+    assert d.explanation.validator == [
+        "accepted: the SLO is broken now and the change only adds capacity (remedy); "
+        "exempt from maxStep, cooldown, changeBudget"
+    ]
+    assert not d.restarts_pods
+
+
+def test_a_flash_crowd_remedy_still_stays_within_the_bounds() -> None:
+    cfg = loop_config(
+        error_slo_ratio=0.01,
+        bounds={"replicas": (1, 12), "cpu_request": (0.1, 4.0), "memory_request": (64 * MIB, 4096 * MIB)},
+    )
+    settings = {"replicas": 4.0, "cpu_request": 1.0, "memory_request": 1024 * MIB}
+    rng, engine, state = np.random.default_rng(0), loop.LoopEngine(), loop.LoopState()
+    for i in range(8):
+        t = 300.0 * (i + 1)
+        _, state = engine.step(
+            cfg.model_copy(update={"mode": "Recommend"}),
+            state,
+            observe_load(settings, t - 300, rng, 200.0),
+            t,
+        )
+    d, _ = engine.step(cfg, state, observe_load(settings, 300.0 * 8, rng, 1500.0), 300.0 * 9)
+    assert d.applied and d.settings is not None and d.settings["replicas"] == 12
+
+
+def test_a_shrink_still_takes_max_steps_and_the_budget() -> None:
+    # The SLO holds: a scale-down is no remedy; it moves at most 50 % and waits for the budget.
+    decisions, _, _ = run({"replicas": 20.0, "cpu_request": 1.0, "memory_request": 1024 * MIB}, 30)
+    downs = [d for d in decisions if d.applied and d.explanation.direction == "down"]
+    assert downs
+    prev = 20.0
+    for d in decisions:
+        if d.applied and d.settings:
+            if d.settings["replicas"] < prev:
+                assert d.settings["replicas"] >= prev - max(prev * 0.5, 1.0)
+            prev = d.settings["replicas"]
+    refused = [d for d in decisions if d.action == "change" and not d.accepted]
+    assert all("remedy" not in " ".join(d.explanation.validator) for d in refused)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from autoloop.engines import loop, safety
-from autoloop.engines.loop import guard, sizing
+from autoloop.engines import learning, loop, safety
+from autoloop.engines.loop import guard, pieces, sizing
 from tests.unit.loop_config import MIB, loop_config
 
 CFG = loop_config()
@@ -221,3 +221,87 @@ def test_a_remedy_that_helps_resets_the_count() -> None:
     assert st.remedies_unhelpful == 0
     guard.track_broken(st, {"latency_p95": 0.1, "error_ratio": 0.0}, CFG, True, 600.0)
     assert st.broken_since is None
+
+
+def test_pods_killed_by_overload_get_at_least_one_period_of_the_hpa_scale_up() -> None:
+    now = 10_000.0
+    recommend = CFG.model_copy(update={"mode": "Recommend"})
+    st = pending_state(now).model_copy(update={"pending": None})
+    _, st = loop.LoopEngine().step(recommend, st, obs(GOOD, memory=150 * MIB), now - 600)
+    # 200 rps need 2 cores: 4 pods at the setpoint; but pods die of overload (their queues' memory
+    # at the 512 MiB limit, 150 MiB steady), and what dying pods use says little about the need.
+    d, st = loop.LoopEngine().step(
+        CFG, st, obs(GOOD, rps=200.0, p95=2.0, errors=0.3, memory=512 * MIB, oom=3), now
+    )
+    assert d.action == "change" and d.applied and d.settings is not None
+    assert d.settings["replicas"] == sizing.hpa_scale_up(GOOD["replicas"]) == 8  # max(4 + 4, 2 x 4)
+    assert d.settings["memory_request"] == GOOD["memory_request"]
+
+
+def test_an_oom_in_a_breach_longer_than_the_kept_hour_is_still_told_apart() -> None:
+    st = loop.LoopState()
+    st.history = [
+        learning.Experience(
+            t=0.0, replicas=4, cpu_request=1, memory_request=512 * MIB, rps=200.0, cpu_per_pod=0.5,
+            memory_per_pod=150 * MIB, latency_p95=0.1, error_ratio=0.001, utilisation=0.5,
+        )
+    ]  # fmt: skip
+    assert sizing.remember_peak(st, CFG, 0.0) == 150 * MIB
+    # An hour later every kept pass is a breach: the remembered peak still counts, for a day.
+    st.history = [h.model_copy(update={"latency_p95": 2.0, "memory_per_pod": 512 * MIB}) for h in st.history]
+    assert sizing.healthy_peak(st, CFG, 3600.0) == pytest.approx(150 * MIB, rel=1e-4)  # kept to 5 digits
+    assert sizing.healthy_peak(st, CFG, sizing.MEMORY_FLOOR_TTL_S + 1) == 0.0
+
+
+def test_a_remedy_is_judged_against_the_breach_when_it_was_applied() -> None:
+    st = loop.LoopState()
+    guard.track_broken(st, {"latency_p95": 0.3, "error_ratio": 0.0}, CFG, False, 0.0)
+    # The load triples: the breach grows though the first remedy was applied (not helped).
+    st.change_times = [0.0]
+    guard.track_broken(st, {"latency_p95": 2.0, "error_ratio": 0.2}, CFG, False, 300.0)
+    assert st.remedies_unhelpful == 1
+    # The next remedy brings it from 20x the error SLO to 2x: it helped, though still worse than
+    # the breach's start (1.5x); the count of remedies in a row that did not help restarts.
+    st.change_times = [300.0]
+    guard.track_broken(st, {"latency_p95": 0.4, "error_ratio": 0.0}, CFG, False, 600.0)
+    assert st.remedies_unhelpful == 0
+
+
+def test_the_breaker_lets_replicas_follow_the_load_down_once_the_storm_is_over() -> None:
+    now = 20_000.0
+    st = loop.LoopState(frozen_until=now + guard.FREEZE_S, frozen_reason="storm", breaker_events=[now - 900])
+    st.history = [
+        learning.Experience(
+            t=now - 300.0 * k, replicas=12, cpu_request=1, memory_request=512 * MIB, rps=20.0,
+            cpu_per_pod=0.02, memory_per_pod=150 * MIB, latency_p95=0.1, error_ratio=0.001, utilisation=0.02,
+        )
+        for k in (3, 2, 1)
+    ]  # fmt: skip
+    assert guard.calm(st, CFG, now)
+    plan = {"replicas": 6.0, "cpu_request": 0.5, "memory_request": 256 * MIB}
+    cur = {"replicas": 12.0, "cpu_request": 1.0, "memory_request": 512 * MIB}
+    assert pieces.frozen(plan, cur, oom=False, calm=True) == {**cur, "replicas": 6.0}
+    assert pieces.frozen(plan, cur, oom=False, calm=False) == cur
+    # An OOM kill within the settle window, or a breach in it, is no calm.
+    assert not guard.calm(st.model_copy(update={"breaker_events": [now - 60]}), CFG, now)
+    broken = [h.model_copy(update={"latency_p95": 1.0}) for h in st.history]
+    assert not guard.calm(st.model_copy(update={"history": broken}), CFG, now)
+
+
+def test_pods_dying_of_overload_mid_rollout_get_replicas_and_the_rollout_is_still_judged() -> None:
+    now = 10_000.0
+    recommend = CFG.model_copy(update={"mode": "Recommend"})
+    st = pending_state(now).model_copy(update={"pending": None})
+    _, st = loop.LoopEngine().step(recommend, st, obs(SMALL, memory=150 * MIB), now - 600)
+    rollout = {**SMALL, "memory_request": 600 * MIB}
+    st.pending = loop.Pending(
+        decision_id="web-000001", applied_at=now - 120, previous=SMALL, settings=rollout, restarts=True
+    )
+    d, st = loop.LoopEngine().step(
+        CFG, st, obs(rollout, p95=2.0, errors=0.3, memory=600 * MIB, oom=3, complete=False, ready=0.5), now
+    )
+    assert d.action == "change" and d.applied and d.settings is not None and not d.restarts_pods
+    assert d.settings["replicas"] > SMALL["replicas"]
+    assert d.settings["memory_request"] == rollout["memory_request"]
+    assert st.pending is not None and st.pending.decision_id == "web-000001" and st.pending.restarts
+    assert st.pending.settings["replicas"] == d.settings["replicas"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from autoloop.engines import learning, loop, safety
-from autoloop.engines.loop import sizing
+from autoloop.engines.loop import pieces, sizing
 from autoloop.simulation import service_laws, service_pods
 
 MIB = 2.0**20
@@ -153,3 +153,35 @@ def test_a_bursty_load_is_not_planned_above_the_highest_pass_of_the_hour() -> No
     assert upper == pytest.approx(100.0 * math.exp(max(float(np.mean(steps)), 0.0)))
     # A new high in the current window is planned for as it is.
     assert sizing.forecast(loop.LoopState(history=hist), recent=250.0)[0] >= 250.0
+
+
+def test_the_hpa_formula_counts_what_pods_use_and_its_scale_up_policy() -> None:
+    st = loop.LoopState(setpoints={"1": 0.5})
+    # 10 pods at 90 % of 1 core at a 0.5 setpoint: ceil(10 x 0.9 / 0.5) = 18 pods.
+    assert sizing.pods_for_use(10, 0.9, 1.0, 1.0, st) == 18
+    # 25 pods asked for, 3 ready and saturated (1 core each), 22 starting at 0.05: 4.1 cores in
+    # use, ceil(4.1 / 0.5) = 9 <= 25, so pods on their way are not asked for twice.
+    assert sizing.pods_for_use(25, (3 * 1.0 + 22 * 0.05) / 25, 1.0, 1.0, st) == 9
+    # The same 9 cores in use, in 2-core pods (the prior gives a larger pod no higher setpoint
+    # than 0.5): ceil(9 / (2 x 0.5)) = 9.
+    assert sizing.pods_for_use(10, 0.9, 1.0, 2.0, st) == 9
+    # One HPA period: the larger of +4 pods and +100 %.
+    assert [sizing.hpa_scale_up(n) for n in (1, 3, 4, 10)] == [5, 7, 8, 20]
+    # A remedy: the formula, or at least one such period while pods die of overload.
+    assert sizing.remedy_pods(st, 10, 0.9, 1.0, 1.0, overload=False) == 18
+    assert sizing.remedy_pods(st, 10, 0.3, 1.0, 1.0, overload=True) == 20
+
+
+def test_a_plan_takes_max_steps_while_the_slo_holds_and_not_while_it_is_broken() -> None:
+    cur = {"replicas": 4.0, "cpu_request": 1.0, "memory_request": 512 * MIB}
+    plan = {"replicas": 25.0, "cpu_request": 1.0, "memory_request": 512 * MIB}
+    lo = {"replicas": 1.0, "cpu_request": 0.1, "memory_request": 64 * MIB}
+    hi = {"replicas": 50.0, "cpu_request": 4.0, "memory_request": 4096 * MIB}
+    assert pieces.within_limits(plan, cur, 0.5, lo, hi, slo_ok=True)["replicas"] == 6.0
+    assert pieces.within_limits(plan, cur, 0.5, lo, hi, slo_ok=False)["replicas"] == 25.0
+    # Broken: nothing shrinks, and the bounds still hold.
+    down = {**plan, "replicas": 2.0, "cpu_request": 0.5}
+    assert pieces.within_limits(down, cur, 0.5, lo, hi, slo_ok=False) == cur
+    assert (
+        pieces.within_limits({**plan, "replicas": 80.0}, cur, 0.5, lo, hi, slo_ok=False)["replicas"] == 50.0
+    )

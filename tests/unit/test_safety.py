@@ -201,9 +201,101 @@ def test_daily_change_budget_counts_the_trailing_day_and_lets_remedies_through()
     assert s.change_budget(UP, daily, broken).passed
     assert not s.change_budget(UP, daily, spent).passed
     assert not s.change_budget(DOWN_CPU, daily, broken).passed
-    # The hourly budget still binds a remedy.
+    # A spent hourly budget does not hold back a remedy either (see the remedy tests below).
     hourly = broken.model_copy(update={"recent_change_times": tuple(NOW - 60 * k for k in range(1, 5))})
-    assert not s.change_budget(UP, daily, hourly).passed
+    assert s.change_budget(UP, daily, hourly).passed
+
+
+BROKEN = GOOD_CTX.model_copy(update={"slo_met_now": False})
+# 2 -> 8 replicas is +300 %: far past the 50 % step, and the need of a flash crowd.
+BIG_UP = change({"replicas": 2}, {"replicas": 8})
+CPU_UP = change({"cpu_request": 1.0}, {"cpu_request": 3.0})
+MIXED = change({"replicas": 2, "cpu_request": 1.0}, {"replicas": 8, "cpu_request": 0.8})
+SPENT_HOUR = (NOW - 100, NOW - 700)  # the policy's hourly budget is 2
+REMEDY = "the SLO is broken now and the change only adds capacity"
+
+
+@pytest.mark.parametrize(
+    ("rule", "chg", "ctx", "passed", "reason_part"),
+    [
+        # While the SLO is measured broken, a change that only adds capacity is exempt from the step...
+        (s.max_step, BIG_UP, BROKEN, True, REMEDY),
+        (s.max_step, CPU_UP, BROKEN, True, REMEDY),
+        # ...but not while the SLO holds, nor when the SLO state is unknown, nor if anything shrinks.
+        (s.max_step, BIG_UP, GOOD_CTX, False, "300%"),
+        (s.max_step, BIG_UP, GOOD_CTX.model_copy(update={"slo_met_now": None}), False, "300%"),
+        (s.max_step, MIXED, BROKEN, False, "300%"),
+        # The hourly budget: the same.
+        (
+            s.change_budget,
+            BIG_UP,
+            BROKEN.model_copy(update={"recent_change_times": SPENT_HOUR}),
+            True,
+            REMEDY,
+        ),
+        (
+            s.change_budget,
+            BIG_UP,
+            GOOD_CTX.model_copy(update={"recent_change_times": SPENT_HOUR}),
+            False,
+            "2 changes",
+        ),
+        (
+            s.change_budget,
+            MIXED,
+            BROKEN.model_copy(update={"recent_change_times": SPENT_HOUR}),
+            False,
+            "2 changes",
+        ),
+        # The cooldown: only a remedy that restarts no pod (replicas up) is exempt.
+        (s.cooldown, BIG_UP, BROKEN.model_copy(update={"last_change_at": NOW - 100}), True, REMEDY),
+        (s.cooldown, CPU_UP, BROKEN.model_copy(update={"last_change_at": NOW - 100}), False, "100s"),
+        (s.cooldown, BIG_UP, GOOD_CTX.model_copy(update={"last_change_at": NOW - 100}), False, "100s"),
+        # Bounds, the PDB and the anomaly freeze still bind a remedy.
+        (s.knob_bounds, change({"replicas": 2}, {"replicas": 20}), BROKEN, False, "outside [1, 10]"),
+        (
+            s.pdb_headroom,
+            CPU_UP,
+            BROKEN.model_copy(update={"pdb": s.PdbStatus(present=True)}),
+            False,
+            "no disruption",
+        ),
+        (
+            s.anomaly_freeze,
+            BIG_UP,
+            BROKEN.model_copy(update={"anomaly_active": True}),
+            False,
+            "anomaly active",
+        ),
+    ],
+)
+def test_a_remedy_is_exempt_from_the_churn_rules_only(
+    rule: s.Rule, chg: s.ProposedChange, ctx: s.SafetyContext, passed: bool, reason_part: str
+) -> None:
+    verdict = rule(chg, POLICY, ctx)
+    assert verdict.passed is passed
+    assert reason_part in verdict.reason
+
+
+def test_a_knob_whose_current_value_is_unknown_is_not_a_capacity_only_change() -> None:
+    assert s.adds_capacity_only(change({"replicas": 2}, {"replicas": 3}))
+    assert not s.adds_capacity_only(change({"replicas": 2}, {"replicas": 3, "cpu_request": 1.0}))
+    assert not s.adds_capacity_only(change({"replicas": 2}, {"replicas": 2}))
+    assert not s.remedy_now(change({"replicas": 2}, {"replicas": 3, "cpu_request": 1.0}), BROKEN)
+    assert s.is_remedy(change({"cpu_request": 1.0}, {"cpu_request": 0.4}, kind="rollback"))
+
+
+def test_validator_lets_a_flash_crowd_remedy_through_in_one_step_and_says_why() -> None:
+    # A minute after the last change, the hour's budget spent, the SLO broken: 2 -> 8 replicas.
+    ctx = BROKEN.model_copy(update={"last_change_at": NOW - 60, "recent_change_times": SPENT_HOUR})
+    result = s.validate(BIG_UP, POLICY, ctx)
+    assert result.accepted
+    why = {v.rule: v.reason for v in result.verdicts}
+    assert all(REMEDY in why[r] for r in ("maxStep", "cooldown", "changeBudget"))
+    assert result.remedy_exemptions() == ["maxStep", "cooldown", "changeBudget"]
+    # The same change while the SLO holds is refused by each of those three rules.
+    held = s.validate(BIG_UP, POLICY, ctx.model_copy(update={"slo_met_now": True}))
+    assert {r.split(":")[0] for r in held.reasons()} == {"maxStep", "cooldown", "changeBudget"}
 
 
 def test_validator_accepts_when_all_rules_pass_and_reports_every_rule() -> None:

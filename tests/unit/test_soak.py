@@ -3,6 +3,7 @@ the seeded fault schedule, the watch's attribution of changes, and the RSS windo
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 from typing import Any
@@ -380,6 +381,42 @@ def test_evaluate_exempts_a_rollback_from_step_and_cooldown() -> None:
     changes = [op(101, knobs(6), knobs(4), "w-1"), op(106, knobs(4), knobs(8), "w-2")]
     report = checks.evaluate(_record(changes, [d1, rb]))
     assert report.safety == [] and report.rollbacks == 1
+
+
+def test_evaluate_exempts_a_remedy_the_decision_saw_the_slo_broken_for() -> None:
+    # Replicas 2 -> 6 (200 %) 5 s after the last change, while the decision saw the SLO broken:
+    # the validator's remedy, exempt from the max step and (no pod restarted) the cooldown.
+    d1 = checks.DecisionRecord(id="w-1", t=100, action="Applied", current=knobs(3), proposed=knobs(2))
+    d2 = checks.DecisionRecord(
+        id="w-2", t=105, action="Applied", current=knobs(2), proposed=knobs(6), slo_broken=True
+    )
+    changes = [op(101, knobs(3), knobs(2), "w-1"), op(106, knobs(2), knobs(6), "w-2")]
+    report = checks.evaluate(_record(changes, [d1, d2]))
+    assert report.safety == [] and report.rollbacks == 0
+    # Without the broken SLO it is an ordinary change; a remedy that resizes pods keeps the cooldown;
+    # a change that also takes something away is no remedy.
+    calm = checks.DecisionRecord(id="w-2", t=105, action="Applied", current=knobs(2), proposed=knobs(6))
+    assert sorted(v.check for v in checks.evaluate(_record(changes, [d1, calm])).safety) == [
+        "cooldown",
+        "maxStep",
+    ]
+    for after, found in ((knobs(6, cpu=1.0), ["cooldown"]), (knobs(6, cpu=0.2), ["cooldown", "maxStep"])):
+        other = [op(101, knobs(3), knobs(2), "w-1"), op(106, knobs(2), after, "w-2")]
+        decided = dataclasses.replace(d2, proposed=after)
+        assert sorted(v.check for v in checks.evaluate(_record(other, [d1, decided])).safety) == found
+
+
+def test_a_remedy_counts_in_the_hourly_budget_but_is_not_a_violation() -> None:
+    times = [i * 60.0 for i in range(10)]
+    assert checks.budget_violations(times, 8) == [480.0, 540.0]
+    assert checks.budget_violations(times, 8, exempt=[480.0]) == [540.0]
+
+
+def test_a_decision_read_from_status_knows_whether_it_saw_the_slo_broken() -> None:
+    entry = {"id": "w-1", "time": "2026-12-07T10:00:00Z", "action": "Applied", "observed": {"slo_met": 0}}
+    assert checks.decision_from_status(entry).slo_broken
+    assert not checks.decision_from_status({**entry, "observed": {"slo_met": 1}}).slo_broken
+    assert not checks.decision_from_status({**entry, "observed": {}}).slo_broken
 
 
 def test_evaluate_does_not_judge_one_step_on_a_change_a_relist_may_have_merged() -> None:

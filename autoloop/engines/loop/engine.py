@@ -6,6 +6,9 @@ change is pending, wait for its rollout and settle window and judge it (`guard`)
 failed tuning to a fresh last good setting; learn the planning utilisation of the pod size from a
 steady pass; unless the circuit breaker is open, plan replicas for the next interval and pod
 resources for the long-term level (`sizing`), and pass the change through the safety validator.
+While the SLO is broken the plan is a remedy sized in one pass (the demand forecast, the HPA's
+formula on the CPU in use, one HPA scale-up period when pods die of overload), which the validator
+exempts from the max step, the change budgets and, for replicas, the cooldown.
 `Auto` applies it, `Recommend` records it.
 """
 
@@ -34,6 +37,9 @@ class _Pass:
     now: float
     did: str
     frozen: str | None
+    overload: bool = False
+    """Pods were OOM-killed or restarted while the steady working set is far below the limit:
+    the queue of an overloaded pod, answered by replicas."""
 
     def fields(
         self,
@@ -96,7 +102,7 @@ class LoopEngine:
         # An OOM kill while the steady working set is far below the limit is the queue's memory
         # (requests in flight under overload): more replicas answer it, and a rollout for memory
         # would take capacity away. Near the limit (or with no healthy pass to tell) it is memory.
-        steady_peak = sizing.healthy_peak(st, config)
+        steady_peak = sizing.remember_peak(st, config, now)
         memory_oom = oom and (
             steady_peak == 0.0
             or steady_peak * (1.0 + config.memory_headroom) * sizing.OOM_BUMP_RATIO >= cur["memory_request"]
@@ -106,7 +112,7 @@ class LoopEngine:
             guard.note_event(st, now)
         guard.track_broken(st, saw, config, slo_ok, now)
         frozen = guard.breaker(st, now)
-        ps = _Pass(config, st, saw, cur, slo_ok, oom, obs, now, did, frozen)
+        ps = _Pass(config, st, saw, cur, slo_ok, oom, obs, now, did, frozen, oom and not memory_oom)
         if st.pending is not None:
             judged = self._judge(ps)
             if judged is not None:
@@ -146,6 +152,8 @@ class LoopEngine:
             self._abandon(st, saw, now)  # the smaller pods are OOM-killed: raise memory now
             return None
         if phase == "rolling":
+            if ps.overload and not slo_ok:
+                return None  # pods die of overload mid-rollout: replicas now, the rollout judged later
             return _hold(did, now, saw, f"rollout of {pending.decision_id} in progress", frozen)
         if phase == "ready" and (oom or not slo_ok):
             st.pending = pending = pending.model_copy(update={"unhealthy": True})
@@ -201,7 +209,7 @@ class LoopEngine:
         # replicas (they answer today's load, not the load the last good setting saw).
         memory = max(
             good["memory_request"],
-            sizing.memory_plan(st, cur["memory_request"], now, False, sizing.healthy_peak(st, config)),
+            sizing.memory_plan(st, cur["memory_request"], now, False, sizing.healthy_peak(st, config, now)),
         )
         back = {
             "replicas": max(good["replicas"], cur["replicas"]),
@@ -244,9 +252,11 @@ class LoopEngine:
             # Nothing to roll back to yet: the starting settings are watched through a settle
             # window first (a breach or an OOM is answered at once).
             return _hold(did, now, saw, "watching the current settings for a settle window first", frozen)
-        proposal, notes = self._proposal(config, st, cur, slo_ok, now, saw["rps_recent"])
+        proposal, notes = self._proposal(config, st, cur, slo_ok, now, saw, ps.overload)
         if frozen:
-            proposal = pieces.frozen(proposal, cur, oom)
+            proposal = pieces.frozen(proposal, cur, oom, guard.calm(st, config, now))
+        if st.pending is not None:
+            proposal = pieces.replicas_only(proposal, cur)  # a remedy during a rollout
         knobs = {k: cur[k] for k in models.KNOBS}
         moved = {k: float(np.sign(proposal[k] - knobs[k])) for k in models.KNOBS if proposal[k] != knobs[k]}
         predicted = pieces.predicted(config, st, saw, cur, proposal, now)
@@ -270,7 +280,7 @@ class LoopEngine:
         explanation = models.Explanation(
             saw=saw,
             proposed=", ".join(f"{k} {knobs[k]:.4g}->{proposal[k]:.4g}" for k in moved) + f" ({notes})",
-            validator=result.reasons() or ["accepted"],
+            validator=pieces.validator_text(result),
             predicted=predicted,
             direction=label,
             policy_rule=self._rule(config, st),
@@ -299,13 +309,14 @@ class LoopEngine:
         cur: dict[str, float],
         slo_ok: bool,
         now: float,
-        recent: float,
+        saw: dict[str, float],
+        overload: bool,
     ) -> tuple[dict[str, float], str]:
         """Replicas for the next interval's upper load; pod resources for the long-term level."""
         lo = {k: config.bounds.get(k, (cur[k], cur[k]))[0] for k in models.KNOBS}
         hi = {k: config.bounds.get(k, (cur[k], cur[k]))[1] for k in models.KNOBS}
         step = config.max_step_percent / 100.0
-        upper, _ = sizing.forecast(st, recent)
+        upper, _ = sizing.forecast(st, saw["rps_recent"])
         cpu_s = sizing.cpu_seconds_per_request(st, config.error_slo_ratio)
         cpu, notes = cur["cpu_request"], []
         resize_ok = sizing.resize_allowed(st, now) and "cpu_request" in config.bounds
@@ -327,10 +338,14 @@ class LoopEngine:
         memory = cur["memory_request"]
         if "memory_request" in config.bounds:
             resize = sizing.resize_allowed(st, now) and slo_ok
-            memory = sizing.memory_plan(st, memory, now, resize, sizing.healthy_peak(st, config))
+            memory = sizing.memory_plan(st, memory, now, resize, sizing.healthy_peak(st, config, now))
         n = cur["replicas"]
         exact = sizing.pods_needed(st, cpu, upper, cpu_s, now, guard.FLOOR_TTL_S)
         need = float(sizing.replicas_needed(st, cpu, upper, cpu_s, now, guard.FLOOR_TTL_S))
+        if not slo_ok:
+            # A remedy is sized in one pass, not in max steps (`sizing.remedy_pods`).
+            used = sizing.remedy_pods(st, n, saw["utilisation"], cur["cpu_request"], cpu, overload)
+            exact, need = max(exact, used), max(need, float(used))
         recent_up = st.last_up_at is not None and now - st.last_up_at < config.reverse_hold_seconds
         grow = need > n and (exact > n * (1.0 + sizing.TOLERANCE) or not slo_ok)
         shrink = exact <= n * (1.0 - sizing.TOLERANCE) and need <= n - 1 and slo_ok and not recent_up
@@ -362,10 +377,18 @@ class LoopEngine:
         st.change_times = models.change_times_after(st.change_times, now, keep_seconds=keep)
         if new["replicas"] > cur["replicas"]:
             st.last_up_at = now
-        if any(new[k] != cur[k] for k in ("cpu_request", "memory_request")):
+        restarts = any(new[k] != cur[k] for k in ("cpu_request", "memory_request"))
+        if restarts:
             st.last_resize_at = now
+        if st.pending is not None and not restarts:
+            # Replicas added during a rollout: the rollout is still the change to judge, at the
+            # replicas it now runs with.
+            st.pending = st.pending.model_copy(
+                update={"settings": {**st.pending.settings, "replicas": new["replicas"]}}
+            )
+            return
         st.pending = models.Pending(
-            restarts=any(new[k] != cur[k] for k in ("cpu_request", "memory_request")),
+            restarts=restarts,
             decision_id=did,
             applied_at=now,
             previous={k: cur[k] for k in models.KNOBS},

@@ -11,8 +11,10 @@ Contract: pure functions that read and update a `LoopState`; no validation, no I
   last good setting is only returned to at a load near the one it was good at.
 - The circuit breaker opens when rollbacks, or passes with OOM kills or restarts, exceed
   `BREAKER_BUDGET_PER_HOUR` in the trailing hour, or when the SLO has stayed broken through
-  `UNHELPFUL_REMEDIES` remedies none of which made it better; it freezes the loop (no change but
-  memory raised after an OOM kill) for `FREEZE_S`, and the decision says so.
+  `UNHELPFUL_REMEDIES` remedies none of which made it better; it freezes the loop for `FREEZE_S`
+  (no rollout, no rollback: only more replicas, memory raised after an OOM kill, and, once the
+  SLO has held for a settle window without OOM kills (`calm`), fewer replicas), and the decision
+  says so.
 """
 
 from __future__ import annotations
@@ -67,6 +69,21 @@ def breaker(st: models.LoopState, now: float) -> str | None:
     return None
 
 
+def calm(st: models.LoopState, config: models.LoopConfig, now: float) -> bool:
+    """The SLO has held, and no pod was OOM-killed or restarted, for a whole settle window."""
+    if st.breaker_events and now - st.breaker_events[-1] < config.settle_seconds:
+        return False
+    window = [h for h in st.history if now - h.t <= config.settle_seconds]
+    return (
+        len(window) < len(st.history)
+        and bool(window)
+        and all(
+            h.latency_p95 <= config.latency_slo_seconds and h.error_ratio <= config.error_slo_ratio
+            for h in window
+        )
+    )
+
+
 def severity(saw: dict[str, float], config: models.LoopConfig) -> float:
     return max(saw["latency_p95"] / config.latency_slo_seconds, saw["error_ratio"] / config.error_slo_ratio)
 
@@ -74,7 +91,8 @@ def severity(saw: dict[str, float], config: models.LoopConfig) -> float:
 def track_broken(
     st: models.LoopState, saw: dict[str, float], config: models.LoopConfig, slo_ok: bool, now: float
 ) -> None:
-    """Count remedies after which the SLO's breach did not improve."""
+    """Count remedies in a row after which the SLO's breach did not shrink (from the severity
+    at the pass the remedy was applied); one that helped resets the count."""
     if slo_ok:
         st.broken_since, st.broken_severity, st.remedies_unhelpful = None, None, 0
         return
@@ -86,9 +104,12 @@ def track_broken(
     if changed_since and now - st.change_times[-1] < config.settle_seconds:
         return  # the last remedy's effect is not measurable before its settle window
     if changed_since and st.broken_severity is not None:
-        if sev > (1.0 - HELPED_FRACTION) * st.broken_severity:
-            st.remedies_unhelpful += 1
-        st.broken_since, st.broken_severity = now, models.sig(min(sev, st.broken_severity), 4)
+        # Judged against the breach when the remedy was applied, not the mildest breach since the
+        # start: under a rising load a remedy that halves the breach has helped even if the breach
+        # is worse than when it began.
+        helped = sev <= (1.0 - HELPED_FRACTION) * st.broken_severity
+        st.remedies_unhelpful = 0 if helped else st.remedies_unhelpful + 1
+        st.broken_since, st.broken_severity = now, models.sig(sev, 4)
 
 
 def rollout_state(st: models.LoopState, obs: models.Observation, now: float) -> str:

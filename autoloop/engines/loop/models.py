@@ -224,6 +224,10 @@ class LoopState(BaseModel):
     memory_floor: float = 0.0
     """Bytes: the peak working set plus margin, or an OOM kill's bump; expires after a day."""
     memory_floor_at: float | None = None
+    healthy_peak: float = 0.0
+    """Bytes: the largest working set of the last kept hour's passes that met the SLO, remembered
+    for a day so that an OOM kill in a breach longer than the hour can still be told apart."""
+    healthy_peak_at: float | None = None
     breaker_events: list[float] = Field(default_factory=list)
     """Times of rollbacks and of passes with OOM kills or restarts, in the last hour."""
     frozen_until: float | None = None

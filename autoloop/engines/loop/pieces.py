@@ -11,7 +11,7 @@ from typing import Final
 
 import numpy as np
 
-from autoloop.engines import learning
+from autoloop.engines import learning, safety
 from autoloop.engines.loop import models, sizing
 
 # A pod-resource move smaller than this fraction is not worth a rolling restart.
@@ -67,15 +67,14 @@ def within_limits(
     hi: dict[str, float],
     slo_ok: bool,
 ) -> dict[str, float]:
-    """The plan moved at most one max step, never shrinking while the SLO is broken, within the
-    bounds, in whole pods, and without pod-resource moves below the deadband."""
+    """The plan moved at most one max step, within the bounds, in whole pods, and without
+    pod-resource moves below the deadband. While the SLO is broken nothing shrinks and what grows
+    is not held to the step: a capacity-only remedy is exempt from it (`safety.remedy_now`)."""
     out = {}
     for k in models.KNOBS:
         # Whole pods within the step; other knobs a hair inside it, so rounding stays inside.
         room = math.floor(max(cur[k] * step, 1.0) + 1e-9) if k == "replicas" else cur[k] * step * 0.99
-        v = min(max(plan[k], cur[k] - room), cur[k] + room)
-        if not slo_ok:
-            v = max(v, cur[k])
+        v = min(max(plan[k], cur[k] - room), cur[k] + room) if slo_ok else max(plan[k], cur[k])
         v = min(max(v, lo[k]), hi[k])
         if k == "replicas":
             out[k] = float(round(v))
@@ -86,17 +85,32 @@ def within_limits(
     return out
 
 
-def frozen(plan: dict[str, float], cur: dict[str, float], oom: bool) -> dict[str, float]:
-    """What the plan may still do while the circuit breaker is open: no rollout, no scale-down, no
-    rollback; only more replicas (they restart nothing) and memory after an OOM kill (those pods
-    restart anyway)."""
+def frozen(plan: dict[str, float], cur: dict[str, float], oom: bool, calm: bool) -> dict[str, float]:
+    """What the plan may still do while the circuit breaker is open: no rollout, no rollback; more
+    replicas (they restart nothing), memory after an OOM kill (those pods restart anyway), and
+    fewer replicas only once the storm is over (`calm`: the SLO held a whole settle window without
+    OOM kills): the breaker stops a storm, it does not keep the storm's capacity for an hour."""
     return {
-        "replicas": max(plan["replicas"], cur["replicas"]),
+        "replicas": plan["replicas"] if calm else max(plan["replicas"], cur["replicas"]),
         "cpu_request": cur["cpu_request"],
         "memory_request": max(plan["memory_request"], cur["memory_request"])
         if oom
         else cur["memory_request"],
     }
+
+
+def replicas_only(plan: dict[str, float], cur: dict[str, float]) -> dict[str, float]:
+    """The plan's replicas with the current pod template: one rollout at a time."""
+    return {**plan, "cpu_request": cur["cpu_request"], "memory_request": cur["memory_request"]}
+
+
+def validator_text(result: safety.SafetyResult) -> list[str]:
+    """The validator's part of the explanation: the reasons of the rules that refused, else
+    "accepted" and, for a remedy, which rules it was exempt from and why."""
+    if not result.accepted:
+        return result.reasons()
+    exempt = result.remedy_exemptions()
+    return [f"accepted: {safety.REMEDY_REASON}; exempt from {', '.join(exempt)}"] if exempt else ["accepted"]
 
 
 def direction(moved: dict[str, float]) -> str:

@@ -42,6 +42,10 @@ OVER_SETPOINT: Final[float] = 1.1
 # Replicas move only when the need leaves [n x (1 - t), n x (1 + t)]: the HPA's tolerance
 # (kube-controller-manager --horizontal-pod-autoscaler-tolerance, default 0.1).
 TOLERANCE: Final[float] = 0.1
+# The HPA's default scale-up behaviour (autoscaling/v2, horizontal.go): per period the larger of
+# +4 pods and +100 %. The remedy for pods dying of overload takes one period's worth a pass.
+HPA_SCALE_UP_PODS: Final[int] = 4
+HPA_SCALE_UP_PERCENT: Final[float] = 100.0
 # Pod resources change at most six times a day (the restart budget of the design).
 RESIZE_INTERVAL_S: Final[float] = 86_400.0 / 6
 # Pod resources move only when the plan differs by more than this factor (hysteresis).
@@ -155,6 +159,31 @@ def replicas_needed(
     return max(1, math.ceil(pods_needed(st, cpu, rps, cpu_s, now, floor_ttl) - 1e-9))
 
 
+def pods_for_use(
+    replicas: float, utilisation: float, cur_cpu: float, cpu: float, st: models.LoopState
+) -> int:
+    """The HPA's formula, desired = ceil(current x utilisation / target), in pods of `cpu` cores
+    at their planning utilisation. Pods still starting count at the little CPU they use, as the
+    HPA counts unready pods at 0 % on a scale-up: capacity already on its way is not asked for
+    twice. While pods saturate, their use understates the need (the demand forecast does not)."""
+    return math.ceil(replicas * utilisation * cur_cpu / (cpu * setpoint(st, cpu)) - 1e-9)
+
+
+def hpa_scale_up(replicas: float) -> int:
+    """One period of the HPA's default scale-up policy: the larger of +4 pods and +100 %."""
+    return math.ceil(max(replicas + HPA_SCALE_UP_PODS, replicas * (1.0 + HPA_SCALE_UP_PERCENT / 100.0)))
+
+
+def remedy_pods(
+    st: models.LoopState, replicas: float, utilisation: float, cur_cpu: float, cpu: float, overload: bool
+) -> int:
+    """What a remedy asks for besides the demand forecast: the HPA's formula on the CPU in use and,
+    when pods die of overload, at least one period of the HPA's scale-up policy (what dying and
+    cold pods use understates the need)."""
+    used = pods_for_use(replicas, utilisation, cur_cpu, cpu, st)
+    return max(used, hpa_scale_up(replicas)) if overload else used
+
+
 def memory_floor(st: models.LoopState, now: float) -> float:
     if st.memory_floor_at is None or now - st.memory_floor_at >= MEMORY_FLOOR_TTL_S:
         return 0.0
@@ -173,15 +202,28 @@ def note_memory(
         st.memory_floor, st.memory_floor_at = models.sig(need), now
 
 
-def healthy_peak(st: models.LoopState, config: models.LoopConfig) -> float:
+def healthy_peak(st: models.LoopState, config: models.LoopConfig, now: float) -> float:
     """The largest working set of the kept passes that met the SLO (an overloaded pod's queue
-    is not a need to plan for)."""
+    is not a need to plan for); when none of them did (a breach longer than the kept hour), the
+    last such peak seen within a day (`MEMORY_FLOOR_TTL_S`, as the memory floor), else 0."""
     ok = [
         h.memory_per_pod
         for h in st.history
         if h.latency_p95 <= config.latency_slo_seconds and h.error_ratio <= config.error_slo_ratio
     ]
-    return max(ok, default=0.0)
+    if ok:
+        return max(ok)
+    fresh = st.healthy_peak_at is not None and now - st.healthy_peak_at < MEMORY_FLOOR_TTL_S
+    return st.healthy_peak if fresh else 0.0
+
+
+def remember_peak(st: models.LoopState, config: models.LoopConfig, now: float) -> float:
+    """Keep the kept hour's healthy peak in the state (for breaches longer than the hour); return
+    the healthy peak to plan by."""
+    peak = healthy_peak(st, config, now)
+    if peak > 0 and any(h.memory_per_pod == peak for h in st.history):
+        st.healthy_peak, st.healthy_peak_at = models.sig(peak), now
+    return peak
 
 
 def memory_plan(st: models.LoopState, current: float, now: float, resize_ok: bool, peak: float) -> float:
