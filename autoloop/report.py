@@ -331,7 +331,7 @@ def analysis(obj: dict[str, Any], series: Mapping[str, Sequence[float]] | None =
     lines += ["", f"anomalies ({len(anomalies)}):"]
     lines.append(
         _table(
-            [["SERVICE", "METRIC", "DIR", "SHAPE", "Z", "DEMAND?", "SEVERITY"]]
+            [["SERVICE", "METRIC", "DIR", "SHAPE", "Z", "DEMAND?", "HARMLESS?", "SEVERITY"]]
             + [
                 [
                     a.get("service", ""),
@@ -340,6 +340,7 @@ def analysis(obj: dict[str, Any], series: Mapping[str, Sequence[float]] | None =
                     a.get("shape", ""),
                     f"{a.get('peak_z', 0):+.1f}",
                     "yes" if a.get("explained_by_load") else "no",
+                    "yes" if a.get("benign") else "no",
                     a.get("severity", ""),
                 ]
                 for a in anomalies

@@ -60,6 +60,9 @@ class Pass:
     `bench.anomaly` applies `AnomalyDetector.series_alarms` to the valid passes)."""
     sigma_alarm: float | None
     """Time of the rolling 3-sigma alarm in the tested hour, if any."""
+    recurring: np.ndarray
+    """Tested samples that every earlier day of the reference matched at that time of day
+    (`AnomalyDetector.recurring_mask`): what `detect` masks when `recurrence` is on."""
 
 
 def _epoch(text: str) -> float:
@@ -103,7 +106,17 @@ def passes(series: Series, *, every: int = 1) -> list[Pass]:
         score = detector.score_service({METRIC: (t, x)}, reference_end=cut)[METRIC]
         first = int(np.searchsorted(score.t, cut))
         ok = score.valid and not score.degenerate and first < score.t.size
-        out.append(Pass(float(end), score.z, score.t, first, ok, _sigma_alarm(t, x, cut)))
+        out.append(
+            Pass(
+                float(end),
+                score.z,
+                score.t,
+                first,
+                ok,
+                _sigma_alarm(t, x, cut),
+                detector.recurring_mask(score, first),
+            )
+        )
     return out
 
 

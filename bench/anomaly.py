@@ -11,8 +11,9 @@ is raised inside it; a false alarm is a new alarm outside every window (a pass t
 one that did not: an ongoing alarm is one alarm, as an operator keeps it in status). Methods, on the
 same passes:
 - autoloop: `anomaly.AnomalyDetector`'s scoring and alarm rules (what `detect` does for a series
-  with no load metric), with `z_threshold`, `reference_rank`, `single_factor` and
-  `false_alarm_probability` (persistence on or off) chosen by leave-one-series-out:
+  with no load metric), with `z_threshold`, `reference_rank`, `single_factor`,
+  `false_alarm_probability` (persistence on or off) and `recurrence` (daily jobs masked or not)
+  chosen by leave-one-series-out:
   for each series, the grid point with the best recall on the other 16 whose false alarms there
   stay within TARGET_FALSE_ALARMS_PER_DAY (else the fewest false alarms); the held-out figures
   are the headline. The engine defaults are shown beside, not chosen on anything here.
@@ -51,13 +52,16 @@ FALSE_ALARM_PROBABILITIES: Final[tuple[float | None, ...]] = (
 )
 """`false_alarm_probability` grid: no persistence asked (the rules alone), or the engine's
 default 0.05 a pass (one series here, so 0.025 a side; `anomaly.persisting`)."""
+RECURRENCES: Final[tuple[bool, ...]] = (False, True)
+"""`recurrence` grid: every tested sample counts, or those that every earlier day of the reference
+matched at that time of day are masked (`anomaly.recurring`)."""
 WINDOWS_FULL: Final[int] = 400
 WINDOWS_QUICK: Final[int] = 60
-Config = tuple[float, int | None, float | None, float | None]
+Config = tuple[float, int | None, float | None, float | None, bool]
 
 
 def _autoloop_alarms(passes: Sequence[_anomaly_nab.Pass], config: Config) -> list[float | None]:
-    z_threshold, rank, single, false_alarm = config
+    z_threshold, rank, single, false_alarm, recurrence = config
     detector = anomaly.AnomalyDetector(
         z_threshold=z_threshold,
         reference_rank=rank,
@@ -66,7 +70,8 @@ def _autoloop_alarms(passes: Sequence[_anomaly_nab.Pass], config: Config) -> lis
     )
     out: list[float | None] = []
     for p in passes:
-        found = detector.series_alarms(p.z, p.first) if p.valid else []
+        blocked = p.recurring if recurrence else None
+        found = detector.series_alarms(p.z, p.first, blocked=blocked) if p.valid else []
         out.append(float(p.t[found[0].detected]) if found else None)
     return out
 
@@ -100,7 +105,9 @@ def nab(root_option: str | None, *, every: int) -> tuple[list[str], dict[str, fl
     passes = [_anomaly_nab.passes(s, every=every) for s in series]
     grid = {
         c: [_score(s, p, _autoloop_alarms(p, c)) for s, p in zip(series, passes, strict=True)]
-        for c in itertools.product(Z_THRESHOLDS, RANKS, SINGLE_FACTORS, FALSE_ALARM_PROBABILITIES)
+        for c in itertools.product(
+            Z_THRESHOLDS, RANKS, SINGLE_FACTORS, FALSE_ALARM_PROBABILITIES, RECURRENCES
+        )
     }
     held: list[_anomaly_nab.Score] = []
     chosen: dict[Config, int] = {}
@@ -114,6 +121,7 @@ def nab(root_option: str | None, *, every: int) -> tuple[list[str], dict[str, fl
         defaults.reference_rank,
         defaults.single_factor,
         defaults.false_alarm_probability,
+        defaults.recurrence,
     )
     default = grid.get(base) or [
         _score(s, p, _autoloop_alarms(p, base)) for s, p in zip(series, passes, strict=True)
@@ -140,8 +148,8 @@ def nab(root_option: str | None, *, every: int) -> tuple[list[str], dict[str, fl
         )
     lines += [
         f"chosen on the other series: z_threshold={z:g} reference_rank={r} single_factor={f} "
-        f"false_alarm_probability={a} for {n} series"
-        for (z, r, f, a), n in sorted(chosen.items(), key=lambda kv: -kv[1])
+        f"false_alarm_probability={a} recurrence={m} for {n} series"
+        for (z, r, f, a, m), n in sorted(chosen.items(), key=lambda kv: -kv[1])
     ]
     recall, false, _ = _summary(held)
     s_recall, s_false, _ = _summary(sigma)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from autoloop.engines import anomaly
+from autoloop.engines.anomaly import baselines
 
 STEP = 15.0
 N = 300  # 75 minutes of 15 s samples
@@ -183,6 +184,23 @@ def test_pods_becoming_ready_in_the_reference_are_not_a_trend(ready_at: tuple[in
         assert report.anomalies == (), f"seed {seed}: {report.summary()}"
 
 
+def test_a_trend_is_not_extrapolated_further_than_it_was_measured() -> None:
+    # Memory per pod falls steadily over a 5-minute reference (pods becoming ready share the load)
+    # and the test window is 30 minutes long. Extrapolated, that line ends far below zero ("went up
+    # from ~-1.4e9", a false alarm seen on the cluster test); a trend measured over less than the
+    # horizon is not one to extrapolate, the reference's level is the baseline.
+    t = np.arange(0.0, 2100.0, 15.0)
+    n_ref = int(np.searchsorted(t, 300.0))
+    y = np.where(t < 300.0, 400.0 - 0.5 * t, 250.0)[:, None] + noise(4, 0.2, t.size)[:, None]
+    expected, _, _ = baselines.baseline(t, y, n_ref, 86400.0, np.zeros_like(y))
+    assert 250.0 <= expected[-1, 0] <= 400.0, expected[-1, 0]
+    # Measured over as long as it is extrapolated, the trend is kept.
+    t2 = np.arange(0.0, 600.0, 15.0)
+    y2 = (400.0 - 0.2 * t2)[:, None] + noise(5, 0.2, t2.size)[:, None]
+    expected2, _, _ = baselines.baseline(t2, y2, 21, 86400.0, np.zeros_like(y2))
+    assert abs(expected2[-1, 0] - (400.0 - 0.2 * t2[-1])) < 5.0
+
+
 def test_a_constant_reference_has_no_level_shift() -> None:
     flat = np.full((180, 1), 7.0)
     assert anomaly._level_shift_starts(flat, np.zeros_like(flat)).tolist() == [0]
@@ -307,3 +325,54 @@ def test_a_step_of_the_metrics_resolution_is_not_an_anomaly() -> None:
     s = anomaly.score_series(T, x, reference_end=TEST_START, metric="queue_depth")
     assert s.scale == pytest.approx(1.0)
     assert anomaly.detect({"svc": {"queue_depth": (T, x)}}, test_start=TEST_START).anomalies == ()
+
+
+@pytest.mark.parametrize(
+    ("kind", "direction"),
+    # Latency is two-sided: requests failing fast are quicker, a fall can be an error burst.
+    [("latency", 0), ("errors", 1), ("memory", 1), ("cpu", 0), ("load", 0), ("other", 0)],
+)
+def test_only_errors_and_memory_have_one_harmful_direction(kind: Any, direction: int) -> None:
+    assert anomaly.harmful_direction(kind) == direction
+
+
+def _heap_collection() -> np.ndarray:
+    """A heap that grows through the reference and is collected in the tested part: memory drops
+    by 300 MB, ~30 robust sigma below the extrapolated growth, and stays down."""
+    x = 1000.0 + np.arange(N) * 1.5 + noise(21, sigma=5.0)
+    x[220:] -= 300.0
+    return x
+
+
+@pytest.mark.parametrize(
+    ("metric", "harmless_directions", "benign"),
+    [
+        # A fall of memory (a heap collection) is reported but harms nothing: never unexplained.
+        ("memory_working_set_bytes", True, True),
+        # The same fall of cpu can be a hang or lost work, of latency a fail-fast error path:
+        # unexplained.
+        ("cpu_cores", True, False),
+        ("latency_ms", True, False),
+        # Asked to count every direction, the memory fall is unexplained again.
+        ("memory_working_set_bytes", False, False),
+    ],
+)
+def test_a_fall_of_memory_is_benign_a_fall_of_cpu_is_not(
+    metric: str, harmless_directions: bool, benign: bool
+) -> None:
+    detector = anomaly.AnomalyDetector(harmless_directions=harmless_directions)
+    report = anomaly.detect(
+        {"svc": {metric: (T, _heap_collection())}}, test_start=TEST_START, detector=detector
+    )
+    assert len(report.anomalies) == 1
+    a = report.anomalies[0]
+    assert a.direction == "down" and a.active
+    assert (a.benign, a.unexplained, report.unexplained_active) == (benign, not benign, not benign)
+    assert ("harms nothing" in a.explanation) == benign
+
+
+def test_a_rise_of_memory_stays_unexplained() -> None:
+    x = 1000.0 + noise(22, sigma=5.0)
+    x[220:] += 300.0
+    a = anomaly.detect({"svc": {"memory_working_set_bytes": (T, x)}}, test_start=TEST_START).anomalies[0]
+    assert a.direction == "up" and not a.benign and a.unexplained

@@ -97,6 +97,7 @@ def test_analysis_ranks_causes_with_evidence_and_sparkline() -> None:
     text = report.analysis(LOOP, {"db/latency_p95": [0.1, 0.1, 0.1, 0.4, float("nan"), 0.4]})
     assert "1  db       latency_p95  latency  0.93        scale" in text
     assert "evidence:\n  - db latency_p95 up 4x at t=100" in text
+    assert "DEMAND?  HARMLESS?  SEVERITY" in text
     assert "▁▁▁█ █" in text and "[0.1 .. 0.4]" in text
 
 

@@ -31,16 +31,25 @@ Method, per series, tuned for few false alarms:
    demand, not a fault; such samples do not raise alarms. A jump of the metric while load stays
    put is never demand, even inside a load spike. Alarms on the request rate itself are kept
    but marked as load.
-5. Optional multivariate check (IsolationForest over a service's z-vectors) for joint shifts
+5. Direction: errors and memory harm only by rising (`samples.harmful_direction`); their fall (a
+   quiet hour, a heap collection) is reported as benign, never unexplained. Latency, CPU, load
+   and other metrics count both ways (a fall can be a fail-fast error path, a hang or lost
+   traffic).
+6. Recurrence: with two or more seasonal periods of reference, a tested sample that every earlier
+   period matched or beat at the same time of day (within one seasonal bin) is a daily job
+   again, masked like demand (`recurring`).
+7. Optional multivariate check (IsolationForest over a service's z-vectors) for joint shifts
    that no single metric shows.
 
 Metric names are free strings; their kind (latency, errors, cpu, memory, load, other) is inferred
-from the name by `metric_kind` and only steers load explanation and root-cause typing.
+from the name by `metric_kind` and only steers load explanation, harmless directions and
+root-cause typing.
 
 Rooms, each owning one step (the names below are re-exported here, the package's only facade):
-`samples` (input types, metric kinds, cleaning), `robust` (MAD, robust regression, running
-median), `calibrating` (optional reference-calibrated thresholds), `persisting` (how many
-tested samples a change needs), `levels` (level shifts inside a reference), `baselines` (seasonal profile or robust
+`samples` (input types, metric kinds, harmful directions, cleaning), `robust` (MAD, robust
+regression, running median), `calibrating` (optional reference-calibrated thresholds),
+`persisting` (how many tested samples a change needs), `recurring` (what every earlier day did at
+that time), `levels` (level shifts inside a reference), `baselines` (seasonal profile or robust
 level + trend + load), `scoring` (robust z per series), `demand` (what load explains), `alarms`
 (causal alarms, change times, shapes), `reports` (`Anomaly`, `DetectionReport`) and `detecting`
 (`AnomalyDetector`, `detect`).
@@ -48,7 +57,7 @@ level + trend + load), `scoring` (robust z per series), `demand` (what load expl
 
 from __future__ import annotations
 
-from autoloop.engines.anomaly import calibrating, levels, persisting
+from autoloop.engines.anomaly import calibrating, levels, persisting, recurring
 from autoloop.engines.anomaly.alarms import (
     END_QUIET_SAMPLES,
     STRONG_FACTOR,
@@ -78,6 +87,7 @@ from autoloop.engines.anomaly.samples import (
     ServiceSeries,
     Shape,
     clean_series,
+    harmful_direction,
     is_counter,
     metric_kind,
     time_span,
@@ -130,12 +140,14 @@ __all__ = [
     "detect",
     "find_alarms",
     "find_single",
+    "harmful_direction",
     "is_counter",
     "json_safe",
     "load_explained",
     "median3",
     "metric_kind",
     "persisting",
+    "recurring",
     "resolution",
     "score_all",
     "score_many",

@@ -25,7 +25,8 @@ def _trend_and_load(
     t_ref: samples.FloatArray, y_ref: samples.FloatArray, t: samples.FloatArray, load: samples.FloatArray
 ) -> tuple[samples.FloatArray, samples.FloatArray, npt.NDArray[np.bool_]]:
     """Level + linear trend + load coupling fitted on the reference, per column of `y_ref`;
-    terms within `TERM_T_STAT` standard errors of zero are noise and are dropped. A reference with
+    terms within `TERM_T_STAT` standard errors of zero are noise and are dropped, and so is a trend
+    measured over a shorter span than it would be extrapolated over. A reference with
     a level shift is fitted from its newest level on (see `levels.level_shift_starts`).
 
     `load` (samples of `t` x series) is each series' relative load deviation, zeros for none.
@@ -44,6 +45,11 @@ def _trend_and_load(
     coef, se = robust.robust_fit(design_ref, y_ref, mask=mask)
     keep = np.abs(coef) >= TERM_T_STAT * se
     keep[0] = True
+    # A trend is extrapolated no further than the span it was measured over: a line through the
+    # few samples after a late level shift (pods becoming ready) would run far past any value the
+    # series took, even below zero, over a longer test window.
+    fitted_from = t_ref[np.argmax(mask, axis=0)]
+    keep[1] &= t_ref[-1] - fitted_from >= t[-1] - t_ref[-1]
     if not keep.all():
         # Refit with the dropped terms zeroed in the design (same shapes, one batched call).
         coef = robust.robust_fit(design_ref * keep[None], y_ref, mask=mask)[0] * keep

@@ -18,6 +18,7 @@ from autoloop.engines.anomaly import (
     calibrating,
     demand,
     persisting,
+    recurring,
     reports,
     robust,
     samples,
@@ -40,6 +41,14 @@ class AnomalyDetector:
         series it tests. Every run or CUSUM alarm must then persist: its side needs as many tested
         samples beyond `cusum_drift` as the reference's own exceedance rate makes that rare
         (`persisting`). None: the rules alone (a three-scrape burst alarms).
+    harmless_directions: when True, an anomaly of a kind whose harm has one direction
+        (`samples.harmful_direction`: errors and memory up) that moved the other way is
+        reported as benign, never unexplained: a heap collection is not a fault. False: every
+        direction counts.
+    recurrence: when True, a tested sample that every earlier seasonal period of the reference
+        matched or beat at the same time of day (within one seasonal bin, on the same side; two
+        periods needed) is a recurring job, not an anomaly (`recurring`): masked like demand. It
+        only acts on references of two or more periods (`seasonal_period_s`).
     """
 
     def __init__(
@@ -60,6 +69,8 @@ class AnomalyDetector:
         reference_rank: int | None = None,
         single_factor: float | None = None,
         false_alarm_probability: float | None = persisting.FALSE_ALARM_PROBABILITY,
+        harmless_directions: bool = True,
+        recurrence: bool = True,
     ) -> None:
         self.z_threshold = z_threshold
         self.cusum_drift = cusum_drift
@@ -76,6 +87,8 @@ class AnomalyDetector:
         self.reference_rank = reference_rank
         self.single_factor = single_factor
         self.false_alarm_probability = false_alarm_probability
+        self.harmless_directions = harmless_directions
+        self.recurrence = recurrence
 
     def score_service(
         self, metrics: Mapping[str, samples.SeriesInput], *, reference_end: float
@@ -104,6 +117,15 @@ class AnomalyDetector:
             )
             for name, s in scores.items()
         }
+
+    def recurring_mask(self, s: scoring.SeriesScore, first: int) -> npt.NDArray[np.bool_]:
+        """The tested samples of `s` (from index `first`) that repeat what every earlier period of
+        its reference did at that time of day; all False when `recurrence` is off."""
+        if not self.recurrence:
+            return np.zeros(s.z.size, dtype=bool)
+        return recurring.recurring(
+            s.t, s.z, first, period_s=self.seasonal_period_s, fitted_from=s.fitted_from
+        )
 
     def alarm_z(self, z: samples.FloatArray, first: int, *, single: bool = False) -> samples.FloatArray:
         """The z-scores an alarm rule reads: reference-calibrated when `reference_rank` is set."""
@@ -167,7 +189,8 @@ class AnomalyDetector:
                 if not s.valid or s.t.size < 2:
                     continue
                 first = int(np.searchsorted(s.t, test_start))
-                for alarm in self.series_alarms(s.z, first, blocked=masks[name], series=tested):
+                blocked = masks[name] | self.recurring_mask(s, first)
+                for alarm in self.series_alarms(s.z, first, blocked=blocked, series=tested):
                     found.append(self._anomaly(service, s, alarm, load_alarm=s.kind == "load"))
             if self.multivariate:
                 found.extend(self._multivariate(service, scores, test_start))
@@ -194,10 +217,15 @@ class AnomalyDetector:
             "critical" if abs(peak_z) >= 2 * self.z_threshold else "warning"
         )
         direction: Literal["up", "down"] = "up" if alarm.direction > 0 else "down"
+        harmful = samples.harmful_direction(s.kind)
+        benign = self.harmless_directions and harmful != 0 and alarm.direction != harmful
         why = [
             f"{s.metric} went {direction} from ~{expected:.4g} to {float(s.x[k]):.4g}",
             f"({peak_z:+.1f} robust sigma, {shape})",
         ]
+        if benign:
+            why.append(f"; {s.kind} going {direction} harms nothing by itself")
+            severity = "warning"
         if load_alarm:
             why.append("; this is demand, not a fault")
         if s.degenerate:
@@ -220,6 +248,7 @@ class AnomalyDetector:
             explained_by_load=load_alarm,
             low_confidence=s.degenerate,
             explanation=" ".join(why),
+            benign=benign,
         )
 
     def _multivariate(

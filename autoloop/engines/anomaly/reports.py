@@ -42,6 +42,9 @@ class Anomaly:
     explained_by_load: bool
     low_confidence: bool
     explanation: str
+    benign: bool = False
+    """It moved the way its kind cannot harm (memory or errors down,
+    `samples.harmful_direction`): reported, never unexplained."""
 
     @property
     def active(self) -> bool:
@@ -49,8 +52,9 @@ class Anomaly:
 
     @property
     def unexplained(self) -> bool:
-        """Not demand, not a degenerate reference: the kind that should pause optimisation."""
-        return not self.explained_by_load and not self.low_confidence
+        """Not demand, not a degenerate reference, not a harmless direction: the kind that should
+        pause optimisation."""
+        return not self.explained_by_load and not self.low_confidence and not self.benign
 
     def summary(self) -> str:
         where = f"{self.service}/{self.metric}" if self.service else self.metric

@@ -1,7 +1,7 @@
 """The series as they come in: their types, the kind of a metric from its name, clean samples.
 
-Owns: the input types (`ServiceSeries`, ...), `metric_kind`, `clean_series`, `is_counter`,
-`time_span`, and `MIN_REFERENCE_SAMPLES`, the reference size every later step checks.
+Owns: the input types (`ServiceSeries`, ...), `metric_kind`, `harmful_direction`, `clean_series`,
+`is_counter`, `time_span`, and `MIN_REFERENCE_SAMPLES`, the reference size every later step checks.
 Must never: fit, score or judge a series; it only makes raw samples usable.
 """
 
@@ -39,6 +39,19 @@ def metric_kind(name: str) -> MetricKind:
         if pattern.search(name):
             return kind
     return "other"
+
+
+_HARMFUL_DIRECTIONS: Final[Mapping[MetricKind, int]] = {"errors": 1, "memory": 1}
+"""Kinds whose harm has one direction: more errors, more memory held. Their fall is what a quieter
+hour, a garbage collection or a cache eviction does; it harms nothing by itself (a restart that
+drops memory also stops serving, which latency, errors or load show). Latency is absent: requests
+that fail fast are quicker, so a fall of latency can be the only trace of an error burst. CPU and
+load are absent: their fall can be a hang, a crash or lost traffic."""
+
+
+def harmful_direction(kind: MetricKind) -> int:
+    """+1 when only a rise of this kind of metric can harm, -1 when only a fall, 0 when both can."""
+    return _HARMFUL_DIRECTIONS.get(kind, 0)
 
 
 def clean_series(timestamps: Any, values: Any, *, counter: bool = False) -> tuple[FloatArray, FloatArray]:

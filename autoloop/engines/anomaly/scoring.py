@@ -47,6 +47,9 @@ class SeriesScore:
     load_part: samples.FloatArray | None = None
     """The part of `expected` that follows the service's load; None when the reference showed no
     significant coupling."""
+    fitted_from: int = 0
+    """The first reference sample the baseline rests on (after a level shift): earlier residuals
+    measure the shift, not the noise."""
 
     @property
     def valid(self) -> bool:
@@ -151,6 +154,7 @@ def score_many(
             n_ref,
             bool(degenerate[j]),
             load_part[:, j] if np.any(load_part[:, j]) else None,
+            int(np.argmax(fitted_on[:, j])) if fitted_on[:, j].any() else n_ref,
         )
         for j, m in enumerate(metrics)
     ]
