@@ -212,6 +212,16 @@ def test_a_resource_being_deleted_gets_no_pass(
         )
 
 
+def loop_reconciler(run_pass: Any) -> Any:
+    """The loop kind's reconcile handler around another pass (a valid spec, the real wiring)."""
+    return wiring.make_reconciler(
+        kind=OptimizationLoop,
+        status_type=OptimizationLoopStatus,
+        spec_problems=lambda resource, namespace: [],
+        run_pass=run_pass,
+    )
+
+
 def limited_clients(cp: Any, namespace: str) -> kube.Clients:
     """Clients acting as a user who may write loops and their status but not read Deployments."""
     rules = [
@@ -260,12 +270,7 @@ def test_a_bug_is_still_traced(
     def broken(p: Any, memo: Any) -> None:
         raise KeyError("oops")
 
-    reconcile = wiring.make_reconciler(
-        kind=OptimizationLoop,
-        status_type=OptimizationLoopStatus,
-        spec_problems=lambda resource, namespace: [],
-        run_pass=broken,
-    )
+    reconcile = loop_reconciler(broken)
     call(reconcile, cached, memo_for(kube.Clients.connect(str(cp.kubeconfig)), prometheus))
     cond = ready(cp, namespace)
     assert (cond["reason"], cond["message"]) == ("InternalError", "KeyError: 'oops'")
@@ -291,12 +296,7 @@ def test_a_loop_status_is_written_within_its_budget(
         p.status.analysis = {"causes": [{"service": s, "evidence": ["v" * 300] * 3} for s in ("db", "web")]}
         p.condition("AnomalyDetected", "True", "Active", "a" * 1000)
 
-    reconcile = wiring.make_reconciler(
-        kind=OptimizationLoop,
-        status_type=OptimizationLoopStatus,
-        spec_problems=lambda resource, namespace: [],
-        run_pass=chatty,
-    )
+    reconcile = loop_reconciler(chatty)
     call(reconcile, cached, memo_for(kube.Clients.connect(str(cp.kubeconfig)), prometheus))
     stored = opp.get_json(cp, namespace, "oloop/web")["status"]
     budget = OptimizationLoopStatus.STATUS_BUDGET_BYTES

@@ -19,15 +19,7 @@ PROFILE = service.ServiceProfile(base_rps=200.0, cpu_seconds_per_request=0.01)
 
 
 def observe(settings: dict[str, float], t: float, rng: np.random.Generator) -> loop.Observation:
-    s = service.Settings(
-        replicas=int(settings["replicas"]),
-        cpu_request_cores=settings["cpu_request"],
-        cpu_limit_cores=None,
-        memory_request_bytes=settings["memory_request"],
-        memory_limit_bytes=settings["memory_request"],
-    )
-    rows = [service.simulate_step(PROFILE, s, t + 10 * i, rng, step_seconds=10) for i in range(30)]
-    return observed(settings, rows)
+    return observe_load(settings, t, rng, PROFILE.base_rps)
 
 
 def run(settings: dict[str, float], n: int, cfg: loop.LoopConfig = CFG, seed: int = 0):  # type: ignore[no-untyped-def]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from autoloop.engines import learning, loop, safety
-from autoloop.engines.loop import guard, pieces, sizing
+from autoloop.engines.loop import guard, models, pieces, sizing
 from tests.unit.loop_config import MIB, loop_config
 
 CFG = loop_config()
@@ -112,11 +112,17 @@ def test_an_oom_raises_memory_and_is_never_rolled_back_into() -> None:
     assert d.action in ("rollback", "change") and d.applied
 
 
-def test_an_oom_far_above_the_steady_working_set_is_answered_with_replicas_not_memory() -> None:
-    now = 10_000.0
+def steady_working_set_seen(now: float) -> models.LoopState:
+    """A loop that saw one healthy pass at a 150 MiB working set (512 MiB limit) 10 minutes ago."""
     recommend = CFG.model_copy(update={"mode": "Recommend"})
     st = pending_state(now).model_copy(update={"pending": None})
     _, st = loop.LoopEngine().step(recommend, st, obs(GOOD, memory=150 * MIB), now - 600)
+    return st
+
+
+def test_an_oom_far_above_the_steady_working_set_is_answered_with_replicas_not_memory() -> None:
+    now = 10_000.0
+    st = steady_working_set_seen(now)
     # Overloaded pods are killed with their queues' memory: 150 MiB steady, 512 MiB limit.
     d, st = loop.LoopEngine().step(
         CFG, st, obs(GOOD, rps=400.0, p95=2.0, errors=0.2, memory=512 * MIB, oom=3), now
@@ -225,9 +231,7 @@ def test_a_remedy_that_helps_resets_the_count() -> None:
 
 def test_pods_killed_by_overload_get_at_least_one_period_of_the_hpa_scale_up() -> None:
     now = 10_000.0
-    recommend = CFG.model_copy(update={"mode": "Recommend"})
-    st = pending_state(now).model_copy(update={"pending": None})
-    _, st = loop.LoopEngine().step(recommend, st, obs(GOOD, memory=150 * MIB), now - 600)
+    st = steady_working_set_seen(now)
     # 200 rps need 2 cores: 4 pods at the setpoint; but pods die of overload (their queues' memory
     # at the 512 MiB limit, 150 MiB steady), and what dying pods use says little about the need.
     d, st = loop.LoopEngine().step(
