@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from autoloop.engines.recommend import RightsizingParams, RightsizingRecommender
+from autoloop.engines.recommend import RightsizingParams, RightsizingRecommender, cpu
 from autoloop.engines.recommend.hysteresis import Band
 
 DAY = 86_400.0
@@ -29,7 +29,8 @@ def test_stationary_request_is_the_risk_quantile() -> None:
     # need * sqrt(0.9 * 1.4) = need * 1.1225, so calibration puts the need where that request is
     # exceeded 10 % of the time: 0.9 / 1.1225 = 0.802.
     ts, us = history(10.5)
-    rec = RightsizingRecommender(RightsizingParams(risk=0.1)).recommend(ts, us, current_request=5.0)
+    params = RightsizingParams(risk=0.1, restart_cost_hours=9.6, calibration_step=0.0)
+    rec = RightsizingRecommender(params).recommend(ts, us, current_request=5.0)
     assert rec.need == pytest.approx(0.802, abs=0.02)
     assert rec.change and rec.target == pytest.approx(0.9, abs=0.02)
     assert "q0.900" in rec.reason
@@ -41,13 +42,49 @@ def test_realised_overrun_on_the_next_day_matches_the_risk(risk: float) -> None:
     def load(ts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return (1.2 + np.sin(2 * np.pi * ts / DAY)) * rng.lognormal(0.0, 0.3, ts.size)
 
+    # The replay calibration (step 0) corrects the level fully; the default online walk moves it by
+    # at most exp(0.03 * 12) = 1.43x in two weeks (docs/engines/rightsizing.md).
     ts, us = history(15, load)
     cut = 14 * 1440
-    rec = RightsizingRecommender(RightsizingParams(risk=risk)).recommend(
+    rec = RightsizingRecommender(RightsizingParams(risk=risk, calibration_step=0.0)).recommend(
         ts[:cut], us[:cut], current_request=100.0
     )
     realised = float(np.mean(us[cut:] > rec.target))
     assert realised == pytest.approx(risk, rel=0.25)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        # Ten flat windows at 1: the request (1.1225 x the need) is never exceeded, so each of the
+        # eight judged windows raises the level by exp(0.03): 0.1 * exp(0.24) = 0.12712.
+        ([1.0] * 10, 0.1 * math.exp(0.24)),
+        # Each window twice the one before: every window exceeds the request set at its boundary,
+        # so each lowers it by exp(0.03 * (0.1 - 1) / 0.1): 0.1 * exp(-2.16) = 0.011533.
+        ([2.0**k for k in range(10)], 0.1 * math.exp(-2.16)),
+        # Too few windows to judge a forecast on: the requested risk as is.
+        ([1.0, 1.0], 0.1),
+    ],
+)
+def test_online_level_walks_the_log_level_by_the_realised_overrun(
+    values: list[float], expected: float
+) -> None:
+    full = [np.full(10, v) for v in reversed(values)]  # newest first
+    band = Band.for_cost(restart_cost_hours=9.6, horizon_hours=24.0, hard_failure=False)
+    level = cpu.online_level(full, risk=0.1, half_life=7.0, band=band, step=0.03)
+    assert level == pytest.approx(expected, rel=1e-9)
+
+
+def test_online_calibration_is_the_default_and_moves_the_level() -> None:
+    # The default (chosen by leave-one-series-out in bench/rightsizing) calibrates online. Uniform
+    # minutes: the request sits 12 % above the need, so the past windows exceed it less than 10 %
+    # of the time and each of the eight judged windows raises the level, by less than exp(0.03)
+    # each: the need lies between the replay calibration's 0.802 and the plain q0.9 (0.9), above
+    # q(1 - 0.1 * exp(0.24)) = 0.873 - a little.
+    ts, us = history(10.5)
+    online = RightsizingRecommender().recommend(ts, us, current_request=5.0)
+    assert RightsizingParams().calibration_step == 0.03
+    assert 0.85 < online.need < 0.9
 
 
 @pytest.mark.parametrize(
@@ -86,12 +123,13 @@ def test_need_is_bounded_by_what_was_seen() -> None:
         assert rec.need <= 8.0
 
 
-def test_a_surge_follows_todays_samples_once_a_horizon() -> None:
-    def step(ts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return np.where(ts >= T0 + 8 * DAY + 2 * 3600, 3.0, 1.0) * rng.uniform(0.9, 1.1, ts.size)
+def _step(ts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return np.where(ts >= T0 + 8 * DAY + 2 * 3600, 3.0, 1.0) * rng.uniform(0.9, 1.1, ts.size)
 
-    ts, us = history(8 + 12 / 24, step)
-    engine = RightsizingRecommender()
+
+def test_a_surge_follows_todays_samples_once_a_horizon() -> None:
+    ts, us = history(8 + 12 / 24, _step)
+    engine = RightsizingRecommender(RightsizingParams(surge_test=True))
     quiet = engine.recommend(ts[: 8 * 1440 + 60], us[: 8 * 1440 + 60], current_request=1.1)
     assert not quiet.change
     rec = engine.recommend(ts, us, current_request=1.1)
@@ -100,6 +138,19 @@ def test_a_surge_follows_todays_samples_once_a_horizon() -> None:
     # A request already changed since the boundary is not tested again until the next one.
     held = engine.recommend(ts, us, current_request=1.1, request_set_at=float(ts[-30]))
     assert not held.change and held.need == quiet.need
+
+
+def test_without_the_surge_test_a_level_shift_waits_for_the_next_boundary() -> None:
+    # The default (chosen by leave-one-series-out in bench/rightsizing): no in-horizon test, so the
+    # need stays the forecast made at the boundary; the first forecast after it sees the shift.
+    ts, us = history(8 + 12 / 24, _step)
+    engine = RightsizingRecommender()
+    assert not engine.params.surge_test
+    quiet = engine.recommend(ts[: 8 * 1440 + 60], us[: 8 * 1440 + 60], current_request=1.1)
+    rec = engine.recommend(ts, us, current_request=1.1)
+    assert not rec.change and rec.need == quiet.need and "beyond risk" not in rec.reason
+    ts, us = history(9 + 1 / 24, _step)
+    assert engine.recommend(ts, us, current_request=1.1).need > 2.7
 
 
 def test_forecast_is_stable_within_a_horizon_and_sees_only_the_past() -> None:

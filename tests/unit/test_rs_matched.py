@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench import _rs_matched, _rs_replay, _rs_series
+from autoloop.engines import recommend
+from bench import _rs_matched, _rs_replay, _rs_series, rightsizing
 
 
 def days(overrun: float, cost: float, changes: float = 0.0, n: int = 4) -> list[dict[str, float]]:
@@ -78,3 +79,16 @@ def test_bitbrains_selection_and_step_come_from_the_data(tmp_path: object) -> No
     # Only VM 1: VM 2 is near idle (mean <= 0.1 core), VM 3 spans less than 20 days.
     assert [s.name for s in series] == ["vm001"]
     assert series[0].step == 300.0 and series[0].per_day == 288 and series[0].group == "bitbrains"
+
+
+def test_grid_crosses_calibration_and_surge_test_and_every_point_is_valid() -> None:
+    # Half-life 7 d x restart cost {9.6, 19.2} h x calibration step {0, 0.03, 0.1, 0.3} x surge test
+    # {on, off}: 16 points, each one the engine accepts as it stands (leave-one-series-out picks).
+    grid = rightsizing._grid(False)
+    assert len(grid) == 16
+    assert {k["surge_test"] for k in grid.values()} == {True, False}
+    assert {k["calibration_step"] for k in grid.values()} == {0.0, 0.03, 0.1, 0.3}
+    for knobs in grid.values():
+        params = recommend.RightsizingParams.model_validate({"resource": "cpu", **knobs})
+        assert params.surge_test is knobs["surge_test"]
+        assert params.calibration_step == knobs["calibration_step"]

@@ -11,7 +11,8 @@ of past usage at a level calibrated so that the realised overrun matches `risk` 
 the last peak times a conformal margin so that a share `risk` of horizons see usage above it, with
 VPA's bump after an OOM kill (`memory.py`). A request is held in a band around the need whose width
 follows from what a restart costs (`hysteresis.py`). Forecasts are remade at horizon boundaries
-only, so a request is stable within a horizon unless the present contradicts the forecast.
+only, so a request is stable within a horizon (unless `surge_test` is on and the present
+contradicts the forecast).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ DEFAULT_HALF_LIFE_DAYS: Final[float] = 7.0
 """Chosen by leave-one-series-out cross-validation in bench/rightsizing (docs/benchmarks/rightsizing.md)."""
 DEFAULT_RESTART_COST_HOURS: Final[float] = 9.6
 """Chosen by leave-one-series-out cross-validation in bench/rightsizing (docs/benchmarks/rightsizing.md)."""
+DEFAULT_SURGE_TEST: Final[bool] = False
+"""Chosen by leave-one-series-out cross-validation in bench/rightsizing (docs/benchmarks/rightsizing.md)."""
+DEFAULT_CALIBRATION_STEP: Final[float] = 0.03
+"""Chosen by leave-one-series-out cross-validation in bench/rightsizing (docs/benchmarks/rightsizing.md)."""
 
 
 class RightsizingParams(BaseModel):
@@ -52,6 +57,14 @@ class RightsizingParams(BaseModel):
     restart_cost_hours: float = Field(default=DEFAULT_RESTART_COST_HOURS, ge=0)
     """What a change (a pod restart) costs, in hours of the current request: a request is lowered
     only when the saving over a horizon pays for it."""
+    calibration_step: float = Field(default=DEFAULT_CALIBRATION_STEP, ge=0.0, le=1.0)
+    """CPU: 0, the level is calibrated by replaying the band policy at every level on the past
+    windows; > 0, by an online adaptive-conformal walk of the log level with this step
+    (`cpu.online_level`)."""
+    surge_test: bool = DEFAULT_SURGE_TEST
+    """CPU: test within a horizon whether usage since the boundary overruns the request far beyond
+    `risk` and, if so, follow today's samples once a horizon (`cpu.surged`). Off, a level shift
+    is followed at the next horizon boundary."""
     min_request: float = Field(default=0.0, ge=0.0)
 
 
@@ -141,7 +154,13 @@ class RightsizingRecommender:
         if p.resource == "memory":
             fc = memory.margin(win.full, risk=p.risk, half_life=self._half_life)
         else:
-            fc = cpu.day_forecast(win.full, risk=p.risk, half_life=self._half_life, band=self.band)
+            fc = cpu.day_forecast(
+                win.full,
+                risk=p.risk,
+                half_life=self._half_life,
+                band=self.band,
+                online_step=p.calibration_step,
+            )
         self._cache = (key, fc)
         return fc
 
@@ -158,7 +177,7 @@ class RightsizingRecommender:
             f"q{self.quantile:.3f} of next {p.horizon_seconds / 3600:.0f}h: recency-weighted usage "
             f"q{1 - fc.level:.4f} (level calibrated on {fc.calibrated_on} past horizons)"
         )
-        if set_at is not None and set_at >= win.boundary:
+        if not p.surge_test or (set_at is not None and set_at >= win.boundary):
             return fc.need, reason
         span = float(win.partial_ts[-1] - win.boundary) if win.partial_ts.size else 0.0
         if not cpu.surged(win.partial, current, p.risk, span):

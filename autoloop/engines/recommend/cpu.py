@@ -2,17 +2,20 @@
 
 The need for the next horizon is the (1 - a) quantile of the pooled samples of the past windows,
 each window weighing 2^(-age / half-life) in total. `a` starts at the requested risk and is
-calibrated on the workload's own history (a conformal-style correction): at each past window
-boundary the forecast is remade from the windows before it, the band policy is replayed on those
-forecasts, and `a` is the level at which the recency-weighted share of samples above the replayed
-request equals the requested risk. Bursty, autocorrelated or trending usage thus gets the level
-that makes its realised overrun what the user asked for, whatever its shape.
+calibrated on the workload's own history, at each past window boundary remaking the forecast from
+the windows before it and judging the request the band policy would have held. Online
+(`online_level`, the default): an adaptive-conformal walk of log `a` by each window's overrun, a
+small step at a time. Batch (step 0): the band policy is replayed at every level and `a` is the
+level at which the recency-weighted share of samples above the replayed request equals the
+requested risk; exact on stationary usage, but on usage that switches between idle and flat out
+that share is a step in `a` and the level it picks jumps from day to day.
 
-Within a horizon, a sequential test guards against a level shift the forecast cannot see yet: if
-the samples since the last boundary exceed the current request far more often than the risk
-allows (binomial tail below `SURGE_ALPHA`), the forecast is rejected and the need becomes the
-quantile of those samples at the calibrated level, once a horizon (a request changed since the
-boundary is not tested again). The need never exceeds the highest usage seen.
+Within a horizon (when the recommender's `surge_test` is on), a sequential test guards against a
+level shift the forecast cannot see yet: if the samples since the last boundary exceed the
+current request far more often than the risk allows (binomial tail below `SURGE_ALPHA`), the
+forecast is rejected and the need becomes the quantile of those samples at the calibrated level,
+once a horizon (a request changed since the boundary is not tested again). The need never
+exceeds the highest usage seen.
 """
 
 from __future__ import annotations
@@ -61,12 +64,44 @@ def _replayed_exceedance(past: list[Array], needs: Array, band: Band, weights: A
     return share / float(np.sum(weights))
 
 
-def day_forecast(full: list[Array], *, risk: float, half_life: float, band: Band) -> Forecast:
-    """The need from complete windows (newest first), its level calibrated on their history."""
+def _past_need(full: list[Array], k: int, level: float, half_life: float) -> float:
+    """The need the forecast at the boundary after window k (newest first) would have made."""
+    pool = windows.Pool.of(full[k + 1 :], windows.recency(len(full) - k - 1, half_life))
+    return float(pool.quantile(np.array([1.0 - level]))[0])
+
+
+def online_level(full: list[Array], *, risk: float, half_life: float, band: Band, step: float) -> float:
+    """The level after an adaptive-conformal walk over the past boundaries, oldest first.
+
+    Gibbs and Candes, "Adaptive Conformal Inference Under Distribution Shift" (NeurIPS 2021), on
+    the log of the level: after each past window, a <- a * exp(step * (risk - e) / risk), where e
+    is the window's share of samples above the request the band policy held. Whatever the
+    sequence, the long-run mean of e stays within O(1 / (step * windows)) of `risk`; the newest
+    windows count most, so a shift in shape moves the level within a few horizons, not at once."""
+    level, lowest = risk, risk * float(RISK_GRID[0])
+    request: float | None = None
+    # The oldest boundary has a single window behind it: too little to judge a forecast on.
+    for k in range(len(full) - 3, -1, -1):
+        need = _past_need(full, k, level, half_life)
+        if request is None or not band.holds(request, need):
+            request = band.target(need)
+        exceeded = float(np.mean(full[k] > request))
+        level = min(max(level * float(np.exp(step * (risk - exceeded) / risk)), lowest), MAX_LEVEL)
+    return level
+
+
+def day_forecast(
+    full: list[Array], *, risk: float, half_life: float, band: Band, online_step: float = 0.0
+) -> Forecast:
+    """The need from complete windows (newest first), its level calibrated on their history:
+    by replaying the band policy at every level of `RISK_GRID` (`online_step` 0) or by the
+    online walk of `online_level` (`online_step` > 0)."""
     levels = np.minimum(risk * RISK_GRID, MAX_LEVEL)
     n_past = len(full) - 1
     level = risk
-    if n_past >= MIN_CALIBRATION_WINDOWS:
+    if online_step > 0 and n_past >= MIN_CALIBRATION_WINDOWS:
+        level = online_level(full, risk=risk, half_life=half_life, band=band, step=online_step)
+    elif n_past >= MIN_CALIBRATION_WINDOWS:
         needs = np.array(
             [
                 windows.Pool.of(full[k + 1 :], windows.recency(len(full) - k - 1, half_life)).quantile(
