@@ -302,7 +302,7 @@ class OptimizationLoopStatus(StatusBase):
 
     def shrink_steps(self) -> list[Callable[[], str | None]]:
         """Ended anomalies, root-cause evidence and detail, anomaly prose and detail, long condition
-        messages, the newest decision's passing rules, and only then older decisions (the trail a
+        messages, the reasons of the newest decision's passing rules, and only then older decisions (the trail a
         person reads: applied, rolled back, approved); never the engine state, the change times or
         the active anomalies' starts, which the next pass acts on."""
         return [
@@ -311,7 +311,7 @@ class OptimizationLoopStatus(StatusBase):
             self.drop_anomaly_explanation,
             self.drop_anomaly_detail,
             self.shorten_condition_message,
-            self.drop_passing_verdicts,
+            self.drop_passing_reasons,
             self.drop_oldest_decision,
         ]
 
@@ -341,18 +341,21 @@ class OptimizationLoopStatus(StatusBase):
                 return f"detail of anomaly {a.get('service', '')}/{a.get('metric', '')}"
         return None
 
-    def drop_passing_verdicts(self) -> str | None:
-        """The newest decision keeps the rules that failed, with their reasons, and those that
-        passed only by an exemption (a rollback's, a remedy's: why an unusual change went through);
-        the others passed as every rule does on an ordinary proposal and go without saying."""
+    def drop_passing_reasons(self) -> str | None:
+        """The newest decision keeps every rule's verdict, and the reasons of the rules that failed
+        or passed only by an exemption (a rollback's, a remedy's: why an unusual change went
+        through); the reasons of the others, which pass on every ordinary proposal, go."""
         newest = self.decisions[-1] if self.decisions else None
         if newest is None:
             return None
-        kept = [v for v in newest.verdicts if not v.passed or "exempt" in v.reason]
-        if len(kept) == len(newest.verdicts):
+        cut = [v.passed and bool(v.reason) and "exempt" not in v.reason for v in newest.verdicts]
+        if not any(cut):
             return None
-        self.decisions[-1] = newest.model_copy(update={"verdicts": kept})
-        return f"rules decision {newest.id} passed"
+        verdicts = [
+            v.model_copy(update={"reason": ""}) if c else v for v, c in zip(newest.verdicts, cut, strict=True)
+        ]
+        self.decisions[-1] = newest.model_copy(update={"verdicts": verdicts})
+        return f"reasons of the rules decision {newest.id} passed"
 
     def drop_ended_anomaly(self) -> str | None:
         ended = [a for a in self.anomalies if a.get("end") is not None]

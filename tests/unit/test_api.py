@@ -367,7 +367,10 @@ def test_a_loop_status_is_cut_to_its_budget_and_keeps_what_the_next_pass_acts_on
     # starts (the next pass keeps them out of its reference) and the top root cause.
     newest = status.decisions[-1]
     assert newest.model_dump(exclude={"verdicts"}) == _decision(29).model_dump(exclude={"verdicts"})
-    assert newest.verdicts == [], "rules that all passed go without saying"
+    assert [v.rule for v in newest.verdicts] == [v.rule for v in _decision(29).verdicts], (
+        "every rule's verdict"
+    )
+    assert all(v.passed and not v.reason for v in newest.verdicts), "the reasons of rules that passed went"
     assert status.engine_state == before.engine_state
     assert status.recent_change_times == before.recent_change_times
     assert [a["start"] for a in status.anomalies if a["end"] is None] == [1000.0, 1100.0]
@@ -384,7 +387,9 @@ def test_a_loop_status_is_cut_to_its_budget_and_keeps_what_the_next_pass_acts_on
     }
     # Cut first: ended anomalies; last, the decision history (the trail a person reads).
     assert cut[:2] == ["ended anomaly web/memory", "ended anomaly web/cpu"]
-    assert len(status.decisions) == len(before.decisions), "the detail went; the decisions could stay"
+    first = next(i for i, c in enumerate(cut) if c.startswith("decision "))
+    assert "reasons of the rules decision web-000029 passed" in cut[:first], "the detail goes first"
+    assert all(c.startswith("decision ") for c in cut[first:]) and len(status.decisions) >= 2
     assert [c.type for c in status.conditions] == [c.type for c in before.conditions]
     assert all(len(c.message) <= max(StatusBase.CONDITION_MESSAGE_KEPT, 200) for c in status.conditions)
 
@@ -410,13 +415,15 @@ def test_cutting_stops_when_only_what_the_operator_acts_on_is_left() -> None:
     newest = newest.model_copy(update={"verdicts": [*newest.verdicts, remedy]})
     status.record(newest)
     cut = status.fit_to_budget()
-    assert cut[0] == "rules decision web-000003 passed" and cut[-1] == "decision web-000002"
+    assert cut[0] == "reasons of the rules decision web-000003 passed" and cut[-1] == "decision web-000002"
     assert all(c.startswith("decision ") for c in cut[1:]), "older decisions go last"
     assert status.json_bytes() > (OptimizationLoopStatus.STATUS_BUDGET_BYTES or 0)
     assert status.engine_state == {"z": "q" * 6000}
     [kept] = status.decisions
     assert kept.model_dump(exclude={"verdicts"}) == newest.model_dump(exclude={"verdicts"})
-    assert kept.verdicts == [*newest.verdicts[:3], remedy], "failing rules and exemptions stay, with reasons"
+    assert [(v.rule, v.passed) for v in kept.verdicts] == [(v.rule, v.passed) for v in newest.verdicts]
+    reasons = [v.reason for v in kept.verdicts]
+    assert reasons == ["a reason " * 5] * 3 + [""] * 7 + [remedy.reason], "failing and exempt reasons stay"
 
 
 def test_kinds_without_a_budget_are_never_cut() -> None:
