@@ -323,6 +323,7 @@ class OptimizationLoopStatus(StatusBase):
             "shape",
             "severity",
             "peak_z",
+            "relative_change",
             "start",
             "end",
             "explained_by_load",
@@ -330,7 +331,7 @@ class OptimizationLoopStatus(StatusBase):
             "benign",
         }
     )
-    """What an anomaly keeps when cut: what it is, how strong, since when (the next pass keeps the
+    """What an anomaly keeps when cut: what it is, how strong and how large, since when (the next pass keeps the
     reference clean from `start`), and whether it freezes the loop (not demand, not low confidence,
     not benign)."""
 
