@@ -189,15 +189,20 @@ def explain(obj: dict[str, Any], *, decisions: int = 10, now: datetime | None = 
             lines.append(f"    saw: {_values(d['observed'], units)}")
         if d.get("predicted"):
             lines.append(f"    predicted: {_values(d['predicted'], units)}")
-        failed = [v for v in d.get("verdicts", []) if not v["passed"]]
-        if d.get("verdicts"):
+        verdicts = d.get("verdicts", [])
+        failed = [v for v in verdicts if not v["passed"]]
+        exempt = [v for v in verdicts if v["passed"] and "exempt" in v.get("reason", "")]
+        rules = len(verdicts) + len(d.get("passedRules", []))
+        if rules:
+            said = failed or exempt
             lines.append(
                 "    safety: "
                 + (
-                    "; ".join(f"{v['rule']}: {v['reason']}" for v in failed)
-                    if failed
-                    else f"all {len(d['verdicts'])} rules passed"
+                    "; ".join(f"{v['rule']}: {v['reason']}" for v in said)
+                    if said
+                    else f"all {rules} rules passed"
                 )
+                + (f" (the other {rules - len(said)} passed)" if said and not failed else "")
             )
         if d.get("measured"):
             lines.append(f"    measured: {_values(d['measured'], units)}")

@@ -134,13 +134,16 @@ class Window:
         return out
 
 
+def wire_bytes(value: Any) -> int:
+    """Bytes of `value` as JSON the way the apiserver stores and sends it (no spaces)."""
+    return len(json.dumps(value, separators=(",", ":")))
+
+
 def status_bytes(items: list[dict[str, Any]]) -> dict[str, int]:
-    """namespace/name -> len(json.dumps(status)) of each listed loop: what every status write sends
+    """namespace/name -> wire bytes of each listed loop's status: what every status write sends
     to each watcher (on top of the spec and metadata)."""
     return {
-        f"{item['metadata']['namespace']}/{item['metadata']['name']}": len(
-            json.dumps(item.get("status") or {})
-        )
+        f"{item['metadata']['namespace']}/{item['metadata']['name']}": wire_bytes(item.get("status") or {})
         for item in items
     }
 
@@ -151,7 +154,7 @@ def field_bytes(items: list[dict[str, Any]]) -> dict[str, float | None]:
     statuses = [item.get("status") or {} for item in items]
     keys = sorted({k for st in statuses for k in st})
     return {
-        k: _r(fig.quantile([float(len(json.dumps(st[k]))) if k in st else 0.0 for st in statuses], 0.99), 0)
+        k: _r(fig.quantile([float(wire_bytes(st[k])) if k in st else 0.0 for st in statuses], 0.99), 0)
         for k in keys
     }
 
@@ -169,8 +172,8 @@ def decision_figures(items: list[dict[str, Any]], *, limit: int) -> dict[str, An
         status = item.get("status") or {}
         decisions = status.get("decisions") or []
         held.append(float(len(decisions)))
-        each.extend(float(len(json.dumps(d))) for d in decisions)
-        rest.append(float(len(json.dumps({k: v for k, v in status.items() if k != "decisions"}))))
+        each.extend(float(wire_bytes(d)) for d in decisions)
+        rest.append(float(wire_bytes({k: v for k, v in status.items() if k != "decisions"})))
         if decisions:
             projected.append(float(full_history_bytes(status, limit=limit)))
     return {

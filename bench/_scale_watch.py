@@ -51,7 +51,7 @@ class Seen:
             if isinstance(last, str):
                 runs[parse_time(last).timestamp()] = str(status.get("phase") or "")
             if modified:
-                self.event_bytes.append((received, len(json.dumps(obj))))
+                self.event_bytes.append((received, len(json.dumps(obj, separators=(",", ":")))))
 
     def started_since(self, moment: float) -> int:
         """Loops whose latest pass started at or after `moment` (whole seconds, so 1 s slack)."""

@@ -185,6 +185,11 @@ class Scale:
         done.set()
         sampler.join(timeout=10)
         statuses = self.list_loops()
+        largest = max(statuses, key=lambda item: measure.wire_bytes(item.get("status") or {}), default=None)
+        if largest is not None:
+            (self.workdir / f"largest-status-{n}.json").write_text(
+                json.dumps(largest.get("status"), indent=1)
+            )
         return measure.figures(w, self.seen, statuses, loops=n, interval=float(self.plan.interval_s))
 
     def list_loops(self) -> list[dict[str, Any]]:

@@ -383,6 +383,11 @@ class Decision(ApiModel):
     predicted: dict[str, float] = Field(default_factory=dict)
     measured: dict[str, float] = Field(default_factory=dict)
     verdicts: list[RuleVerdict] = Field(default_factory=list)
+    passed_rules: list[str] | None = Field(
+        default=None,
+        description="Rules that passed and whose reasons were cut to fit the status budget: their "
+        "names only (a verdict that failed or passed by an exemption keeps its reason in `verdicts`).",
+    )
     explanation: str = Field(default="", max_length=4000)
 
 
@@ -413,8 +418,11 @@ class StatusBase(ApiModel):
         self.decisions = [*self.decisions, decision][-self.HISTORY_LIMIT :]
 
     def json_bytes(self) -> int:
-        """Size of the status as written (JSON, camelCase, no nulls)."""
-        return len(json.dumps(self.model_dump(mode="json", by_alias=True, exclude_none=True)))
+        """Size of the status as the apiserver stores and sends it (JSON without spaces, camelCase,
+        no nulls)."""
+        return len(
+            json.dumps(self.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":"))
+        )
 
     def fit_to_budget(self) -> list[str]:
         """Shrink to STATUS_BUDGET_BYTES, cutting what a reader misses least first (`shrink_steps`);

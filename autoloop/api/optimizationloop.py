@@ -296,8 +296,7 @@ class OptimizationLoopStatus(StatusBase):
     )
 
     STATUS_BUDGET_BYTES: ClassVar[int | None] = 4800
-    """Under the 5 kB a loop's status may take (issue 19), as `json.dumps` counts it; the
-    apiserver stores it without the spaces."""
+    """Under the 5 kB a loop's status may take (issue 19), as the apiserver stores it."""
     ANALYSIS_EVIDENCE_KEPT: ClassVar[int] = 1
 
     def shrink_steps(self) -> list[Callable[[], str | None]]:
@@ -336,26 +335,38 @@ class OptimizationLoopStatus(StatusBase):
     not benign)."""
 
     def drop_anomaly_detail(self) -> str | None:
+        """An anomaly keeps ANOMALY_FIELDS_KEPT, its flags only when set (a missing flag is false, a
+        missing `end` an anomaly still active)."""
         for i, a in enumerate(self.anomalies):
-            if set(a) - self.ANOMALY_FIELDS_KEPT:
-                self.anomalies[i] = {k: v for k, v in a.items() if k in self.ANOMALY_FIELDS_KEPT}
+            kept = {
+                k: v
+                for k, v in a.items()
+                if k in self.ANOMALY_FIELDS_KEPT and v is not None and v is not False
+            }
+            if kept != a:
+                self.anomalies[i] = kept
                 return f"detail of anomaly {a.get('service', '')}/{a.get('metric', '')}"
         return None
 
     def drop_passing_reasons(self) -> str | None:
-        """The newest decision keeps every rule's verdict, and the reasons of the rules that failed
-        or passed only by an exemption (a rollback's, a remedy's: why an unusual change went
-        through); the reasons of the others, which pass on every ordinary proposal, go."""
+        """The newest decision keeps every rule's verdict: the rules that failed or passed only by
+        an exemption (a rollback's, a remedy's: why an unusual change went through) with their
+        reasons; the others, which pass on every ordinary proposal, by name in `passedRules`."""
         newest = self.decisions[-1] if self.decisions else None
         if newest is None:
             return None
-        cut = [v.passed and bool(v.reason) and "exempt" not in v.reason for v in newest.verdicts]
+        cut = [v.passed and "exempt" not in v.reason for v in newest.verdicts]
         if not any(cut):
             return None
-        verdicts = [
-            v.model_copy(update={"reason": ""}) if c else v for v, c in zip(newest.verdicts, cut, strict=True)
-        ]
-        self.decisions[-1] = newest.model_copy(update={"verdicts": verdicts})
+        self.decisions[-1] = newest.model_copy(
+            update={
+                "verdicts": [v for v, c in zip(newest.verdicts, cut, strict=True) if not c],
+                "passed_rules": [
+                    *(newest.passed_rules or []),
+                    *(v.rule for v, c in zip(newest.verdicts, cut, strict=True) if c),
+                ],
+            }
+        )
         return f"reasons of the rules decision {newest.id} passed"
 
     def drop_ended_anomaly(self) -> str | None:
@@ -422,6 +433,7 @@ def compact_decision(d: Decision) -> Decision:
     return d.model_copy(
         update={
             "verdicts": [v for v in d.verdicts if not v.passed],
+            "passed_rules": None,
             "explanation": d.explanation[:200],
             "observed": {},
             "predicted": {},

@@ -36,6 +36,7 @@ from autoloop.api.optimizationloop import (
 )
 from autoloop.engines import anomaly, rca, recommend, safety, usage_loop
 from autoloop.engines import loop as engine
+from autoloop.engines.loop.models import sig
 from autoloop.metrics.history_cache import HistoryCache
 from autoloop.metrics.queries import QueryRefused, builtin_query, scope_query, usage_query
 from autoloop.metrics.services import fetch_service_series
@@ -267,7 +268,8 @@ def patch_target(
 def _record(p: LoopPass, action: str, d: engine.Decision, workload: kube.Workload) -> Decision:
     explanation = d.explanation
     text = explanation.proposed
-    if explanation.validator and explanation.validator != ["accepted"]:
+    if explanation.validator and explanation.validator != ["accepted"] and not d.verdicts:
+        # Said once: the verdicts carry the reasons of the rules that refused or exempted it.
         text += " | safety: " + "; ".join(explanation.validator)
     if explanation.policy_rule:
         text += f" | learned policy: {explanation.policy_rule}"
@@ -276,10 +278,11 @@ def _record(p: LoopPass, action: str, d: engine.Decision, workload: kube.Workloa
         time=rfc3339(p.now),
         action=action,
         target=f"{workload.kind}/{workload.name}",
-        observed={k: round(v, 6) for k, v in explanation.saw.items()},
+        # Four significant digits: what a person reads, and a status within its budget.
+        observed={k: sig(v, 4) for k, v in explanation.saw.items()},
         current=current_settings(workload).wire(),
         proposed=status_settings(d.settings).wire() if d.settings else {},
-        predicted={k: round(v, 6) for k, v in explanation.predicted.items()},
+        predicted={k: sig(v, 4) for k, v in explanation.predicted.items()},
         verdicts=[RuleVerdict(rule=v.rule, passed=v.passed, reason=v.reason) for v in d.verdicts],
         explanation=text[:4000],
     )
@@ -410,7 +413,7 @@ def approve_recommendation(p: LoopPass, clients: kube.Clients, workload: kube.Wo
 def update_improvement(p: LoopPass, observed: dict[str, float]) -> None:
     """Change of each objective against the starting point, in percent (positive is better)."""
     if not p.status.baseline_observed:
-        p.status.baseline_observed = dict(observed)
+        p.status.baseline_observed = {k: sig(v, 6) for k, v in observed.items()}
     improvement: dict[str, float] = {}
     for o in p.resource.spec.objectives:
         base, now = p.status.baseline_observed.get(o.name), observed.get(o.name)
@@ -671,7 +674,7 @@ def decide(
     for recorded in p.status.decisions:  # measured outcomes arrive on later passes
         measured = next((e.explanation.measured for e in state.decisions if e.id == recorded.id), None)
         if measured:
-            recorded.measured = {k: round(v, 6) for k, v in measured.items()}
+            recorded.measured = {k: v if k == "at" else sig(v, 4) for k, v in measured.items()}
     report_breaker(p, d.breaker)
     act_on(p, clients, workload, d)
 

@@ -64,8 +64,8 @@ def test_injected_fault_is_named_as_root_cause(control_plane: Any, namespace: st
     unexplained = [
         a
         for a in calm.get("anomalies", [])
-        if not a["explained_by_load"]
-        and not a["low_confidence"]
+        if not a.get("explained_by_load")
+        and not a.get("low_confidence")
         and not a.get("benign")
         and a.get("end") is None
         and abs(a["relative_change"]) >= 0.1

@@ -164,7 +164,7 @@ def test_over_provisioned_workload_costs_less_at_the_same_slo(
     )
     applied = [d for d in s["decisions"] if d["action"] == "Applied"]
     # Every applied decision carries what it saw, proposed, and the safety verdicts.
-    assert all(d["observed"] and d["proposed"] and d["verdicts"] for d in applied)
+    assert all(d["observed"] and d["proposed"] and (d["verdicts"] or d.get("passedRules")) for d in applied)
     assert all(v["passed"] for d in applied for v in d["verdicts"])
     dep = opp.get_json(control_plane, namespace, "deployment/over")
     assert dep["metadata"]["annotations"]["autoloop.x0tta6bl4.io/decision"] == applied[-1]["id"]
@@ -443,7 +443,8 @@ def test_loop_without_slo_signals_rightsizes_requests_from_usage(
     # The newest decision keeps every rule's verdict (older ones only the rules that failed).
     newest = [d for d in s["decisions"] if d["action"] == "Applied"][-1]
     if newest is s["decisions"][-1]:
-        assert {v["rule"] for v in newest["verdicts"]} >= {"ownership", "bounds", "maxStep", "pdbHeadroom"}
+        rules = {v["rule"] for v in newest["verdicts"]} | set(newest.get("passedRules", []))
+        assert rules >= {"ownership", "bounds", "maxStep", "pdbHeadroom"}
     assert all(v["passed"] for d in s["decisions"] if d["action"] == "Applied" for v in d["verdicts"])
     dep = opp.get_json(control_plane, namespace, "deployment/worker")
     requests = dep["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
@@ -457,7 +458,8 @@ def test_loop_without_slo_signals_rightsizes_requests_from_usage(
     def refused_for_the_day() -> dict[str, Any] | None:
         s = status(control_plane, namespace, "worker")
         blocked = [d for d in s.get("decisions", []) if d["action"] == "Blocked"]
-        return s if any("in the last 24h (max 2)" in d["explanation"] for d in blocked) else None
+        refused = [v["reason"] for d in blocked for v in d["verdicts"] if not v["passed"]]
+        return s if any("in the last 24h (max 2)" in r for r in refused) else None
 
     s = opp.wait_until(
         refused_for_the_day, timeout=120, interval=2, what="a third change refused for the day"

@@ -300,7 +300,7 @@ def test_a_loop_status_is_written_within_its_budget(
     call(reconcile, cached, memo_for(kube.Clients.connect(str(cp.kubeconfig)), prometheus))
     stored = opp.get_json(cp, namespace, "oloop/web")["status"]
     budget = OptimizationLoopStatus.STATUS_BUDGET_BYTES
-    assert budget is not None and len(json.dumps(stored)) <= budget
+    assert budget is not None and len(json.dumps(stored, separators=(",", ":"))) <= budget
     assert stored["decisions"][-1]["id"] == "d29" and len(stored["decisions"][-1]["explanation"]) == 400
     assert stored["engineState"] == packed
     causes = stored["analysis"]["causes"]

@@ -323,6 +323,8 @@ def _anomaly(metric: str, start: float, end: float | None) -> dict[str, object]:
         "end": end,
         "peak_z": 7.5,
         "severity": "critical",
+        "explained_by_load": metric == "error_rate",
+        "benign": False,
         "explanation": f"web/{metric} rose 3.1x over its reference since t={start:.0f}s " * 3,
     }
 
@@ -366,14 +368,18 @@ def test_a_loop_status_is_cut_to_its_budget_and_keeps_what_the_next_pass_acts_on
     # Never cut: the newest decision whole, the engine state, the change times, the active anomalies'
     # starts (the next pass keeps them out of its reference) and the top root cause.
     newest = status.decisions[-1]
-    assert newest.model_dump(exclude={"verdicts"}) == _decision(29).model_dump(exclude={"verdicts"})
-    assert [v.rule for v in newest.verdicts] == [v.rule for v in _decision(29).verdicts], (
-        "every rule's verdict"
+    whole = _decision(29)
+    assert newest.model_dump(exclude={"verdicts", "passed_rules"}) == whole.model_dump(
+        exclude={"verdicts", "passed_rules"}
     )
-    assert all(v.passed and not v.reason for v in newest.verdicts), "the reasons of rules that passed went"
+    assert newest.verdicts == [] and newest.passed_rules == [v.rule for v in whole.verdicts], (
+        "every rule that passed, by name: their reasons went"
+    )
+    # The older decisions list no rule that passed: that goes without saying in history.
+    assert all(d.passed_rules is None and d.verdicts == [] for d in status.decisions[:-1])
     assert status.engine_state == before.engine_state
     assert status.recent_change_times == before.recent_change_times
-    assert [a["start"] for a in status.anomalies if a["end"] is None] == [1000.0, 1100.0]
+    assert [a["start"] for a in status.anomalies if a.get("end") is None] == [1000.0, 1100.0]
     assert status.analysis is not None and status.analysis["causes"][0]["service"] == "db"
     assert status.analysis["confident"] is True
     assert status.analysis["causes"][0]["evidence"] == ["v" * 80], (
@@ -385,11 +391,14 @@ def test_a_loop_status_is_cut_to_its_budget_and_keeps_what_the_next_pass_acts_on
         ("latency_p95", 7.5),
         ("error_rate", 7.5),
     }
+    # Flags stay when set; unset ones and an active anomaly's null end go (missing reads as unset).
+    assert [a.get("explained_by_load") for a in status.anomalies] == [None, True]
+    assert not any("benign" in a or "end" in a for a in status.anomalies)
     # Cut first: ended anomalies; last, the decision history (the trail a person reads).
     assert cut[:2] == ["ended anomaly web/memory", "ended anomaly web/cpu"]
-    first = next(i for i, c in enumerate(cut) if c.startswith("decision "))
-    assert "reasons of the rules decision web-000029 passed" in cut[:first], "the detail goes first"
-    assert all(c.startswith("decision ") for c in cut[first:]) and len(status.decisions) >= 2
+    assert "reasons of the rules decision web-000029 passed" in cut
+    # The detail made room: the decision history (which goes last) is whole.
+    assert not any(c.startswith("decision ") for c in cut) and len(status.decisions) == len(before.decisions)
     assert [c.type for c in status.conditions] == [c.type for c in before.conditions]
     assert all(len(c.message) <= max(StatusBase.CONDITION_MESSAGE_KEPT, 200) for c in status.conditions)
 
@@ -420,10 +429,14 @@ def test_cutting_stops_when_only_what_the_operator_acts_on_is_left() -> None:
     assert status.json_bytes() > (OptimizationLoopStatus.STATUS_BUDGET_BYTES or 0)
     assert status.engine_state == {"z": "q" * 6000}
     [kept] = status.decisions
-    assert kept.model_dump(exclude={"verdicts"}) == newest.model_dump(exclude={"verdicts"})
-    assert [(v.rule, v.passed) for v in kept.verdicts] == [(v.rule, v.passed) for v in newest.verdicts]
-    reasons = [v.reason for v in kept.verdicts]
-    assert reasons == ["a reason " * 5] * 3 + [""] * 7 + [remedy.reason], "failing and exempt reasons stay"
+    assert kept.model_dump(exclude={"verdicts", "passed_rules"}) == newest.model_dump(
+        exclude={"verdicts", "passed_rules"}
+    )
+    assert [(v.rule, v.passed, v.reason) for v in kept.verdicts] == [
+        *((f"rule{k}", False, "a reason " * 5) for k in range(3)),
+        ("maxStep", True, remedy.reason),
+    ], "failing and exempt verdicts stay whole"
+    assert kept.passed_rules == [f"rule{k}" for k in range(3, 10)], "the others by name"
 
 
 def test_kinds_without_a_budget_are_never_cut() -> None:

@@ -309,3 +309,26 @@ def test_pods_dying_of_overload_mid_rollout_get_replicas_and_the_rollout_is_stil
     assert d.settings["memory_request"] == rollout["memory_request"]
     assert st.pending is not None and st.pending.decision_id == "web-000001" and st.pending.restarts
     assert st.pending.settings["replicas"] == d.settings["replicas"]
+
+
+def test_a_judged_change_records_when_it_was_measured_to_the_second() -> None:
+    # An epoch time, as in a cluster: six significant digits would move it by up to 5,000 s.
+    now, engine = 1_796_675_104.47, loop.LoopEngine()
+    st = pending_state(now)
+    st.decisions = [
+        models.Decision(
+            id="web-000001",
+            t=now - 300,
+            action="change",
+            accepted=True,
+            applied=True,
+            explanation=models.Explanation(saw={}, proposed="replicas 4->3"),
+        )
+    ]
+    _, st = engine.step(CFG, st, obs(SMALL), now)
+    _, st = engine.step(CFG, st, obs(SMALL, p95=0.1234567), now + CFG.settle_seconds)
+    assert st.pending is None
+    [judged] = [d for d in st.decisions if d.id == "web-000001"]
+    assert judged.explanation.measured is not None
+    assert judged.explanation.measured["at"] == round(now + CFG.settle_seconds)
+    assert judged.explanation.measured["latency_p95"] == pytest.approx(0.1234567, rel=1e-5)

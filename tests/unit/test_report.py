@@ -222,3 +222,19 @@ def test_explain_refs() -> None:
     for bad in ("web", "mplan/ns/nightly", "ralloc/shop", "shop/"):
         with pytest.raises(SystemExit):
             parse_ref(bad)
+
+
+def test_explain_counts_rules_listed_by_name_and_shows_an_exemption() -> None:
+    remedy = {
+        "id": "web-000008",
+        "time": "2026-12-07T10:00:00Z",
+        "action": "Applied",
+        "current": {"replicas": 2},
+        "proposed": {"replicas": 6},
+        "verdicts": [{"rule": "maxStep", "passed": True, "reason": "exempt: the SLO is broken now (remedy)"}],
+        "passedRules": ["ownership", "bounds", "cooldown"],
+    }
+    plain = {**remedy, "id": "web-000009", "verdicts": [], "passedRules": ["ownership", "bounds"]}
+    text = report.explain({**LOOP, "status": {**LOOP["status"], "decisions": [remedy, plain]}})
+    assert "safety: maxStep: exempt: the SLO is broken now (remedy) (the other 3 passed)" in text
+    assert "safety: all 2 rules passed" in text

@@ -189,13 +189,13 @@ class LoopEngine:
     def _abandon(st: models.LoopState, saw: dict[str, float], now: float) -> bool:
         """Close the pending change, recording what was measured on its decision."""
         assert st.pending is not None
-        measured = {"latency_p95": saw["latency_p95"], "error_ratio": saw["error_ratio"], "at": now}
+        # The time to the second: rounded to significant digits, an epoch time moves by an hour.
+        measured = {
+            **models.rounded({"latency_p95": saw["latency_p95"], "error_ratio": saw["error_ratio"]}),
+            "at": float(round(now)),
+        }
         st.decisions = [
-            d.model_copy(
-                update={
-                    "explanation": d.explanation.model_copy(update={"measured": models.rounded(measured)})
-                }
-            )
+            d.model_copy(update={"explanation": d.explanation.model_copy(update={"measured": measured})})
             if d.id == st.pending.decision_id
             else d
             for d in st.decisions
