@@ -63,6 +63,9 @@ class Pass:
     recurring: np.ndarray
     """Tested samples that every earlier day of the reference matched at that time of day
     (`AnomalyDetector.recurring_mask`): what `detect` masks when `recurrence` is on."""
+    negligible: np.ndarray
+    """Samples within 10 % of their expected value (`AnomalyDetector.negligible_mask`): what
+    `detect` always masks (the engine's practical-significance rule, not a grid switch)."""
 
 
 def _epoch(text: str) -> float:
@@ -115,6 +118,7 @@ def passes(series: Series, *, every: int = 1) -> list[Pass]:
                 ok,
                 _sigma_alarm(t, x, cut),
                 detector.recurring_mask(score, first),
+                detector.negligible_mask(score),
             )
         )
     return out

@@ -71,7 +71,10 @@ def _autoloop_alarms(passes: Sequence[_anomaly_nab.Pass], config: Config) -> lis
     out: list[float | None] = []
     for p in passes:
         blocked = p.recurring if recurrence else None
-        found = detector.series_alarms(p.z, p.first, blocked=blocked) if p.valid else []
+        # The practical-significance mask is the engine's, as in `detect`: always on, not chosen.
+        found = (
+            detector.series_alarms(p.z, p.first, blocked=blocked, negligible=p.negligible) if p.valid else []
+        )
         out.append(float(p.t[found[0].detected]) if found else None)
     return out
 

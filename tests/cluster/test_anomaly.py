@@ -59,8 +59,8 @@ def test_injected_fault_is_named_as_root_cause(control_plane: Any, namespace: st
     # safety freeze reads). A short ended blip on the near-noiseless simulator can be flagged.
     # Also not counted: a change smaller than the HPA's tolerance (10 %). The simulator's latency
     # has ~0.1 % noise, so a 0.7 % dip as a young series' rates settle reads as a 5-sigma step (a
-    # clean-clone CI run saw one); the detector's scale floor (0.1 % of the level) lets it through,
-    # a known limitation on near-noiseless series (the notes of issue 20).
+    # clean-clone CI run saw one). The detector itself no longer alarms on such a change
+    # (`anomaly.significance`); the filter states the test's own bar.
     unexplained = [
         a
         for a in calm.get("anomalies", [])

@@ -25,6 +25,11 @@ Method, per series, tuned for few false alarms:
    over the series tested (`persisting`, a beta-binomial tail). A garbage-collection burst of
    two or three scrapes is not a change. The start is the CUSUM change time: the last time the
    cumulative sum was at zero.
+   Practical significance: a sample within 10 % of its expected value (the Kubernetes HPA's
+   default tolerance, `--horizontal-pod-autoscaler-tolerance` 0.1) counts as zero for every
+   rule (`significance`, `min_relative_change`), however large its z: on a near-noiseless
+   series a 0.7 % move scores 7 sigma, but a change within that tolerance is never an anomaly
+   on its own. z itself is unchanged.
 4. Load explanation: a non-load metric that moves with the service's request rate, by no more
    than `load_elasticity` times the rate's relative change (`memory_load_elasticity` for memory,
    which grows with load far less than proportionally), within a minute of the load's move, is
@@ -48,7 +53,8 @@ root-cause typing.
 Rooms, each owning one step (the names below are re-exported here, the package's only facade):
 `samples` (input types, metric kinds, harmful directions, cleaning), `robust` (MAD, robust
 regression, running median), `calibrating` (optional reference-calibrated thresholds),
-`persisting` (how many tested samples a change needs), `recurring` (what every earlier day did at
+`persisting` (how many tested samples a change needs), `significance` (which samples are within
+the tolerance of their expected value), `recurring` (what every earlier day did at
 that time), `levels` (level shifts inside a reference), `baselines` (seasonal profile or robust
 level + trend + load), `scoring` (robust z per series), `demand` (what load explains), `alarms`
 (causal alarms, change times, shapes), `reports` (`Anomaly`, `DetectionReport`) and `detecting`
@@ -57,7 +63,7 @@ level + trend + load), `scoring` (robust z per series), `demand` (what load expl
 
 from __future__ import annotations
 
-from autoloop.engines.anomaly import calibrating, levels, persisting, recurring
+from autoloop.engines.anomaly import calibrating, levels, persisting, recurring, significance
 from autoloop.engines.anomaly.alarms import (
     END_QUIET_SAMPLES,
     STRONG_FACTOR,
@@ -102,6 +108,7 @@ from autoloop.engines.anomaly.scoring import (
     score_many,
     score_series,
 )
+from autoloop.engines.anomaly.significance import MIN_RELATIVE_CHANGE
 
 _level_shift_starts = levels.level_shift_starts
 """Kept at its old path: tests/unit/test_anomaly.py calls `anomaly._level_shift_starts`."""
@@ -118,6 +125,7 @@ __all__ = [
     "MAX_LEVEL_SHIFTS",
     "MAX_REPORTED_ANOMALIES",
     "MIN_REFERENCE_SAMPLES",
+    "MIN_RELATIVE_CHANGE",
     "RELATIVE_SCALE_FLOOR",
     "SEASONAL_BINS",
     "SECONDS_PER_DAY",
@@ -152,5 +160,6 @@ __all__ = [
     "score_all",
     "score_many",
     "score_series",
+    "significance",
     "time_span",
 ]

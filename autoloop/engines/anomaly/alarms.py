@@ -89,6 +89,7 @@ def find_alarms(
     z_end: float,
     blocked: npt.NDArray[np.bool_] | None = None,
     alpha: float | None = None,
+    negligible: npt.NDArray[np.bool_] | None = None,
 ) -> list[Alarm]:
     """Alarms in `z[first:]`, causal: three consecutive samples beyond `z_threshold` on one side,
     or two beyond `STRONG_FACTOR * z_threshold`, or a one-sided CUSUM >= `cusum_limit`.
@@ -103,13 +104,18 @@ def find_alarms(
     the count that the reference's own exceedance rate there makes rarer than `alpha / 2` (each
     side gets half). A three-scrape burst then raises nothing unless the reference makes three
     exceedances rare, and a step keeps exceeding until it does.
+
+    `negligible` samples (within the practical tolerance of their expected value,
+    `significance`) count as zero too, for raising, persistence and ending an alarm, but not for
+    dating its start: a ramp began before it left the tolerance.
     """
-    zz = np.where(blocked, 0.0, z) if blocked is not None else z
+    zb = np.where(blocked, 0.0, z) if blocked is not None else z
+    zz = np.where(negligible, 0.0, zb) if negligible is not None else zb
     need = _required_counts(zz, first, level=cusum_drift, alpha=alpha)
     # The cumulative sums run on the trailing median of three so that one wild sample cannot
     # raise an alarm (trailing: an alarm never depends on a later sample).
     zm = _trailing_median3(zz)
-    centred = robust.median3(zz)
+    centred = robust.median3(zb)
     strong = STRONG_FACTOR * z_threshold
     alarms: list[Alarm] = []
     s_up = s_dn = 0.0

@@ -23,6 +23,7 @@ from autoloop.engines.anomaly import (
     robust,
     samples,
     scoring,
+    significance,
 )
 
 
@@ -49,6 +50,10 @@ class AnomalyDetector:
         matched or beat at the same time of day (within one seasonal bin, on the same side; two
         periods needed) is a recurring job, not an anomaly (`recurring`): masked like demand. It
         only acts on references of two or more periods (`seasonal_period_s`).
+    min_relative_change: a sample whose deviation from its expected value is at most this share
+        of that value counts as zero for every alarm rule (`significance`), however large its z:
+        a change within it is never an anomaly on its own. 0.1 by default, the Kubernetes HPA's
+        default tolerance. None: z alone decides.
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class AnomalyDetector:
         false_alarm_probability: float | None = persisting.FALSE_ALARM_PROBABILITY,
         harmless_directions: bool = True,
         recurrence: bool = True,
+        min_relative_change: float | None = significance.MIN_RELATIVE_CHANGE,
     ) -> None:
         self.z_threshold = z_threshold
         self.cusum_drift = cusum_drift
@@ -89,6 +95,7 @@ class AnomalyDetector:
         self.false_alarm_probability = false_alarm_probability
         self.harmless_directions = harmless_directions
         self.recurrence = recurrence
+        self.min_relative_change = min_relative_change
 
     def score_service(
         self, metrics: Mapping[str, samples.SeriesInput], *, reference_end: float
@@ -127,6 +134,11 @@ class AnomalyDetector:
             s.t, s.z, first, period_s=self.seasonal_period_s, fitted_from=s.fitted_from
         )
 
+    def negligible_mask(self, s: scoring.SeriesScore) -> npt.NDArray[np.bool_]:
+        """The samples of `s` (reference and tested) within `min_relative_change` of their expected
+        value (`significance.negligible`): they count as zero for every alarm rule."""
+        return significance.negligible(s.x, s.expected, min_relative=self.min_relative_change)
+
     def alarm_z(self, z: samples.FloatArray, first: int, *, single: bool = False) -> samples.FloatArray:
         """The z-scores an alarm rule reads: reference-calibrated when `reference_rank` is set."""
         if self.reference_rank is None:
@@ -142,10 +154,12 @@ class AnomalyDetector:
         *,
         blocked: npt.NDArray[np.bool_] | None = None,
         series: int = 1,
+        negligible: npt.NDArray[np.bool_] | None = None,
     ) -> list[alarms.Alarm]:
         """The alarms of one scored series from index `first` on (samples `blocked` by load count
         as zero): runs and CUSUM, and one-sample alarms when `single_factor` is set. `series`: how
-        many series the pass tests, which share `false_alarm_probability`."""
+        many series the pass tests, which share `false_alarm_probability`. `negligible`
+        (`negligible_mask`) samples count as zero too, except for dating a change's start."""
         alpha = (
             None if self.false_alarm_probability is None else self.false_alarm_probability / max(series, 1)
         )
@@ -158,6 +172,7 @@ class AnomalyDetector:
             z_end=self.z_end,
             blocked=blocked,
             alpha=alpha,
+            negligible=negligible,
         )
         if self.single_factor is None:
             return found
@@ -166,7 +181,7 @@ class AnomalyDetector:
             first=first,
             level=self.single_factor * self.z_threshold,
             z_end=self.z_end,
-            blocked=blocked,
+            blocked=_either(blocked, negligible),
         )
         inside = one is not None and any(
             a.start <= one.detected and (a.end is None or one.detected < a.end) for a in found
@@ -190,7 +205,10 @@ class AnomalyDetector:
                     continue
                 first = int(np.searchsorted(s.t, test_start))
                 blocked = masks[name] | self.recurring_mask(s, first)
-                for alarm in self.series_alarms(s.z, first, blocked=blocked, series=tested):
+                negligible = self.negligible_mask(s)
+                for alarm in self.series_alarms(
+                    s.z, first, blocked=blocked, series=tested, negligible=negligible
+                ):
                     found.append(self._anomaly(service, s, alarm, load_alarm=s.kind == "load"))
             if self.multivariate:
                 found.extend(self._multivariate(service, scores, test_start))
@@ -276,6 +294,11 @@ class AnomalyDetector:
         offset = int(ref.sum())
         i = offset + int(hits[0]) + 2
         return [_joint_shift(service, usable, grid, matrix, i)]
+
+
+def _either(a: npt.NDArray[np.bool_] | None, b: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.bool_] | None:
+    """The union of two optional masks (None when both are)."""
+    return b if a is None else a if b is None else a | b
 
 
 def _joint_shift(

@@ -6,6 +6,11 @@ scale floors (`RELATIVE_SCALE_FLOOR`, `ABSOLUTE_SCALE_FLOOR`, `resolution`) and
 `SECONDS_PER_DAY`, the default seasonal period.
 Must never: raise alarms or decide what is an anomaly (`alarms`, `detecting` do); a score is
 never capped.
+
+The scale floors only keep z finite; they do not say what change matters. On a near-noiseless
+series a 0.7 % move is 7 sigma here, and stays so: whether a change is large enough to count is
+`significance`'s test on the deviation itself (10 % of the expected value, the HPA's tolerance),
+applied by `detecting` as a mask, so that z keeps meaning "robust sigma of the reference".
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from autoloop.engines.anomaly import baselines, robust, samples
 
 RELATIVE_SCALE_FLOOR: Final[float] = 1e-3
 """The robust scale is at least 0.1 % of the reference level: a constant series is not infinitely
-sensitive."""
+sensitive. Not a tolerance: a change within 10 % of the level is kept from alarming by
+`significance.MIN_RELATIVE_CHANGE`, not by raising this floor (which would shrink every z)."""
 ABSOLUTE_SCALE_FLOOR: Final[float] = 1e-9
 """Scale floor (metric units) for a reference stuck at zero."""
 SECONDS_PER_DAY: Final[float] = 86400.0
