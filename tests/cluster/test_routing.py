@@ -361,3 +361,62 @@ def test_weights_are_restored_after_the_operator_is_killed_mid_shift(
         shifted_before_evictions_and_restored(timeline)
     finally:
         cp.kubectl("delete", "maintenanceplan", name, "--timeout=60s", check=False)
+
+
+def test_a_group_no_window_holds_is_split_and_said_so(
+    control_plane: Any, namespace: str, operator: list[opp.OperatorProcess]
+) -> None:
+    # Two nodes grouped by a label, one at a time, 30 min each, in a daily window of 59 min: a
+    # window holds one of them whatever the half-hour grid's offset, so the group is split over two
+    # days' windows, said in `Scheduled` (reason GroupSplit) and a Warning Event. Recommend: no action.
+    cp, key = control_plane, f"{TEST_LABEL}/group"
+    nodes = [ZONE_A_NODE, ZONE_B_NODE]
+    for node in nodes:
+        cp.kubectl("label", "node", node, f"{key}={namespace}", "--overwrite")
+    opens = datetime.now(UTC) + timedelta(hours=2)
+    name = f"{namespace}-split"
+    body = {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "MaintenancePlan",
+        "metadata": {"name": name},
+        "spec": {
+            "nodes": nodes,
+            "mode": "Recommend",
+            "interval": "2s",
+            "maxConcurrent": 1,
+            "windows": [
+                {"start": opens.strftime("%H:%M"), "end": (opens + timedelta(minutes=59)).strftime("%H:%M")}
+            ],
+            "drain": {"timeout": "30m", "podSelector": {"matchLabels": {TEST_LABEL: namespace}}},
+            "routing": {
+                "routes": [{"kind": "HTTPRoute", "namespace": namespace, "name": "web"}],
+                "groupBy": key,
+            },
+        },
+    }
+    try:
+        cp.kubectl("apply", "-f", "-", input=json.dumps(body))
+
+        def split() -> dict[str, Any] | None:
+            s = plan_status(cp, name)
+            c = opp.condition({"status": s}, "Scheduled")
+            return s if c is not None and c["reason"] == "GroupSplit" else None
+
+        status = opp.wait_until(split, timeout=STEP_TIMEOUT, what="Scheduled reason GroupSplit")
+        scheduled = opp.condition({"status": status}, "Scheduled")
+        assert scheduled is not None and scheduled["status"] == "True"
+        assert f"{key}={namespace}" in scheduled["message"] and "split over 2 windows" in scheduled["message"]
+        starts = sorted(datetime.fromisoformat(s["start"]) for s in status["schedule"])
+        assert [s["node"] for s in status["schedule"]] and len(starts) == 2
+        assert starts[1] - starts[0] >= timedelta(hours=23), "one node per day's window"
+        reasons = [
+            (e["type"], e["reason"])
+            for e in cp.kubectl_json("-n", "default", "get", "events")["items"]
+            if e["involvedObject"].get("name") == name
+        ]
+        assert ("Warning", "GroupSplit") in reasons
+        assert not plan_status(cp, name).get("progress"), "Recommend: nothing cordoned"
+    finally:
+        cp.kubectl("delete", "maintenanceplan", name, "--timeout=60s", check=False)
+        for node in nodes:
+            cp.kubectl("label", "node", node, f"{key}-", check=False)
