@@ -11,7 +11,7 @@ from kubernetes import client
 from autoloop.api.common import GROUP, StatusBase
 from autoloop.metrics.history_cache import HistoryCache
 from autoloop.metrics.prometheus import PrometheusSource
-from autoloop.operator import kube, maintenanceplan, optimizationloop, resourceallocation, telemetry
+from autoloop.operator import kube, maintenanceplan, memory, optimizationloop, resourceallocation, telemetry
 from autoloop.operator.leader import AlwaysLeader, LeaderElector
 from autoloop.operator.refits import BackgroundRefits
 from autoloop.operator.settings import OperatorSettings
@@ -53,6 +53,11 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
 def run(settings: OperatorSettings) -> None:
     """Block running the operator until it is stopped."""
     settings.validate()
+    memory.limit_malloc_arenas(settings.malloc_arenas)
+    if settings.tracemalloc_file:
+        memory.trace_memory(
+            settings.tracemalloc_file, settings.tracemalloc_every_seconds, settings.tracemalloc_frames
+        )
     StatusBase.HISTORY_LIMIT = settings.history_limit  # read by every kind's status.record
     telemetry.serve(settings.metrics_port)
     clients = kube.Clients.connect(on_request=telemetry.api_request, pool_size=settings.workers)

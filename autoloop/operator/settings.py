@@ -45,6 +45,25 @@ class OperatorSettings:
     leader_election_namespace: str = ""
     """Namespace of the Lease; empty: the pod's own (POD_NAMESPACE), else autoloop-system."""
 
+    malloc_arenas: int = 2
+    """glibc malloc arenas (mallopt M_ARENA_MAX, set at start; 0: glibc's default of 8 per CPU, or
+    MALLOC_ARENA_MAX when that is set, which wins). Passes run in `workers` threads; each thread
+    that allocates under contention gets an arena of its own, which keeps the high-water mark of
+    every pass that ever ran in it: with the default the process grows by hundreds of MiB to a
+    plateau (docs/benchmarks.md, soak). Python's own allocator serialises on the GIL anyway."""
+
+    tracemalloc_file: str = ""
+    """Debugging memory only (slows every allocation): when set, the operator traces Python
+    allocations and appends the top growth sites since its first snapshot to this file every
+    `tracemalloc_every_seconds` (see docs/dev.md). Empty: off."""
+
+    tracemalloc_every_seconds: float = 120.0
+    """Between two tracemalloc reports (the first snapshot, the baseline, is taken this long after
+    start)."""
+
+    tracemalloc_frames: int = 8
+    """Frames per traced allocation; 0: no tracing, only the RSS, allocated blocks and objects."""
+
     def lease_namespace(self) -> str:
         return self.leader_election_namespace or os.environ.get("POD_NAMESPACE") or "autoloop-system"
 
@@ -56,6 +75,12 @@ class OperatorSettings:
             raise ValueError("tick_seconds must be positive")
         if not 1 <= self.workers <= 256:
             raise ValueError("workers must be between 1 and 256")
+        if self.malloc_arenas < 0:
+            raise ValueError("malloc_arenas must be 0 or more")
+        if self.tracemalloc_frames < 0:
+            raise ValueError("tracemalloc_frames must be 0 or more")
+        if self.tracemalloc_every_seconds <= 0:
+            raise ValueError("tracemalloc_every_seconds must be positive")
         if not 1 <= self.history_limit <= 50:
             raise ValueError("history_limit must be between 1 and 50")
         for port in (self.metrics_port, self.liveness_port):

@@ -170,7 +170,8 @@ _lock = threading.Lock()
 _owned: dict[ResourceKey, set[tuple[MetricWrapperBase, tuple[str, ...]]]] = {}
 """The label sets each resource's passes created, so they can be removed with it."""
 _forgotten: dict[ResourceKey, float] = {}
-"""Deleted resources: until this time.monotonic(), their updates are dropped."""
+"""Deleted resources: until this time.monotonic(), their updates are dropped (expired entries are
+dropped at the next `forget`: bounded by the deletions of one grace period)."""
 
 
 class _Discard:
@@ -294,8 +295,13 @@ def forget(kind: str, namespace: str, name: str, *, grace: float = FORGET_GRACE_
     key = (kind, namespace, name)
     with _lock:
         owned = _owned.pop(key, set())
+        now = time.monotonic()
+        # Names deleted for good are never looked up again: drop their expired marks here, or
+        # they pile up for the life of the process (one per resource ever deleted).
+        for done in [k for k, until in _forgotten.items() if until <= now]:
+            del _forgotten[done]
         if grace > 0:
-            _forgotten[key] = time.monotonic() + grace
+            _forgotten[key] = now + grace
     for metric, values in owned:
         _remove(metric, values)
     _remove(READY, key)
