@@ -36,6 +36,8 @@ from autoloop.operator import kube, maintenance_planning
 from autoloop.operator.refits import BackgroundRefits
 
 MEMO_KEY: Final = "failure_learning"
+FORGET_AFTER_SECONDS: Final = 86400.0
+"""A plan with no pass for a day was deleted: its model and clocks are dropped."""
 """Where the per-process `Learner` lives in kopf's memo."""
 RETRY_SECONDS: Final = 600.0
 """A training that could not read its history is tried again after 10 min, not every pass."""
@@ -196,7 +198,20 @@ class Learner:
     down_since: dict[str, dict[str, float]] = field(default_factory=dict)
     relabel: set[str] = field(default_factory=set)
     """Plans with a label newer than their last training's start (a node came back)."""
+    seen: dict[str, float] = field(default_factory=dict)
+    """When each plan last had a pass: a plan without one for FORGET_AFTER_SECONDS is gone."""
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def touch(self, key: str, now: float) -> None:
+        """Record a pass of `key` and forget the plans that had none for FORGET_AFTER_SECONDS
+        (deleted: their model and readiness clocks would stay for the life of the process)."""
+        with self.lock:
+            self.seen[key] = now
+            for gone in [k for k, t in self.seen.items() if now - t > FORGET_AFTER_SECONDS]:
+                del self.seen[gone]
+                self.models.pop(gone, None)
+                self.down_since.pop(gone, None)
+                self.relabel.discard(gone)
 
     def came_back(self, key: str, nodes: Sequence[kube.Node], *, now: float, after_seconds: float) -> bool:
         """True when a node that was NotReady at least `after_seconds` is Ready again: a new label."""
@@ -270,6 +285,7 @@ def model_for(
     spec = plan.spec.prediction
     key = f"{plan.KIND}/{p.name}"
     state = learner(memo)
+    state.touch(key, now)
     previous = p.status.prediction or PredictionStatus()
     if not spec.learn:
         p.status.prediction = PredictionStatus(message="spec.prediction.learn is false: the prior is in use")

@@ -345,30 +345,48 @@ class PodRequests:
 
 
 def _effective(containers: list[Any] | None, init: list[Any] | None, key: str) -> float:
-    """The scheduler's rule: max(sum over app containers, largest init container)."""
+    """The scheduler's rule: max(sum over app containers, largest init container); containers as
+    the apiserver's JSON."""
 
-    def req(c: Any) -> float:
-        return _quantity(c.resources.requests if c.resources else None, key) or 0.0
+    def req(c: dict[str, Any]) -> float:
+        return _quantity((c.get("resources") or {}).get("requests"), key) or 0.0
 
     return max(sum(req(c) for c in containers or []), max((req(c) for c in init or []), default=0.0))
 
 
+POD_PAGE: Final = 500
+"""Pods per list call: a cluster's pods are read page by page, as plain JSON."""
+
+
 def scheduled_pod_requests(clients: Clients) -> list[PodRequests]:
-    """Requests of every pod bound to a node and not finished, in every namespace (one list call)."""
-    items: list[Any] = clients.core.list_pod_for_all_namespaces(
-        field_selector="spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
-    ).items
-    return [
-        PodRequests(
-            namespace=p.metadata.namespace,
-            name=p.metadata.name,
-            node=p.spec.node_name,
-            labels=dict(p.metadata.labels or {}),
-            cpu=_effective(p.spec.containers, p.spec.init_containers, "cpu"),
-            memory=_effective(p.spec.containers, p.spec.init_containers, "memory"),
+    """Requests of every pod bound to a node and not finished, in every namespace. Read in pages of
+    POD_PAGE as plain JSON and kept as PodRequests only: the client's models of every pod in the
+    cluster took ~50 MiB and seconds per call at ~1,000 pods (docs/benchmarks.md, soak)."""
+    out: list[PodRequests] = []
+    token: str | None = None
+    while True:
+        response: Any = clients.core.list_pod_for_all_namespaces(
+            field_selector="spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed",
+            limit=POD_PAGE,
+            _continue=token,
+            _preload_content=False,
         )
-        for p in items
-    ]
+        page = json.loads(response.data)
+        for pod in page.get("items") or []:
+            meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+            out.append(
+                PodRequests(
+                    namespace=str(meta.get("namespace", "")),
+                    name=str(meta.get("name", "")),
+                    node=str(spec.get("nodeName", "")),
+                    labels=dict(meta.get("labels") or {}),
+                    cpu=_effective(spec.get("containers"), spec.get("initContainers"), "cpu"),
+                    memory=_effective(spec.get("containers"), spec.get("initContainers"), "memory"),
+                )
+            )
+        token = (page.get("metadata") or {}).get("continue") or None
+        if token is None:
+            return out
 
 
 def read_node(clients: Clients, name: str) -> Node | None:

@@ -80,6 +80,8 @@ def ready_query(node: str) -> str:
 
 # -- observe and predict --------------------------------------------------------------------------
 
+PREDICTORS_KEPT: Final = 4
+"""Default predictors kept (one per `spec.horizon` in use), least recently used dropped first."""
 _predictors: dict[float, failure.FailurePredictor] = {}
 _predictor_lock = threading.Lock()
 
@@ -103,6 +105,9 @@ def predictor(horizon_hours: float) -> failure.FailurePredictor:
                     metrics=data.metrics,
                     failure_times=[[f.time for f in data.failures if f.node == node] for node in data.nodes],
                 )
+        _predictors[horizon_hours] = _predictors.pop(horizon_hours)  # most recently used last
+        while len(_predictors) > PREDICTORS_KEPT:
+            del _predictors[next(iter(_predictors))]
         return _predictors[horizon_hours]
 
 

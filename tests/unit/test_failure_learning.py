@@ -18,6 +18,7 @@ from autoloop.api.maintenanceplan import MaintenancePlan, MaintenancePlanStatus
 from autoloop.engines import failure
 from autoloop.operator import failure_learning as fl
 from autoloop.operator import maintenance_planning
+from autoloop.operator.refits import BackgroundRefits
 
 RIPPLE = "node_psu_ripple_millivolts"
 RIPPLE_QUERY = 'max(node_psu_ripple_millivolts{instance="$node"})'
@@ -101,3 +102,55 @@ def test_a_failed_read_keeps_the_last_model_and_numbers_only_new_cluster_models(
     )
     prior_only = fl.Trained("fp", None, PredictionStatus(message="prior"), END + 120)
     assert fl.adopt(kept, prior_only, version=5).status.version == 5
+
+
+def test_a_plan_without_a_pass_for_a_day_is_forgotten() -> None:
+    state = fl.Learner(BackgroundRefits())
+    for key in ("MaintenancePlan/kept", "MaintenancePlan/deleted"):
+        state.touch(key, 0.0)
+        state.models[key] = object()  # type: ignore[assignment]
+        state.down_since[key] = {"n1": 0.0}
+        state.relabel.add(key)
+    state.touch("MaintenancePlan/kept", fl.FORGET_AFTER_SECONDS)
+    assert (
+        set(state.models)
+        == set(state.down_since)
+        == state.relabel
+        == {
+            "MaintenancePlan/kept",
+            "MaintenancePlan/deleted",
+        }
+    ), "a day without a pass is not yet gone"
+    state.touch("MaintenancePlan/kept", fl.FORGET_AFTER_SECONDS + 1)
+    assert (
+        set(state.models)
+        == set(state.down_since)
+        == state.relabel
+        == set(state.seen)
+        == {"MaintenancePlan/kept"}
+    )
+
+
+def test_default_predictors_are_kept_for_a_few_horizons(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[float] = []
+
+    class Fake:
+        def __init__(self, horizon_hours: float, random_state: int) -> None:
+            made.append(horizon_hours)
+
+        def fit_arrays(self, **_: Any) -> Fake:
+            return self
+
+    from autoloop.simulation import fleet
+
+    monkeypatch.setattr(maintenance_planning, "_predictors", {})
+    monkeypatch.setattr(maintenance_planning.failure, "FailurePredictor", Fake)
+    monkeypatch.setattr(
+        fleet,
+        "simulate_fleet",
+        lambda *a, **k: type("D", (), {"timestamps": [], "metrics": {}, "failures": [], "nodes": []})(),
+    )
+    for h in (1.0, 2.0, 3.0, 4.0, 1.0, 5.0):
+        maintenance_planning.predictor(h)
+    assert list(maintenance_planning._predictors) == [3.0, 4.0, 1.0, 5.0], "least recently used out"
+    assert made == [1.0, 2.0, 3.0, 4.0, 5.0], "a kept horizon is not trained again"

@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from autoloop.api.optimizationloop import OptimizationLoop, OptimizationLoopStatus
 from autoloop.engines import loop
 from autoloop.operator import optimizationloop, wiring
+from autoloop.operator import refits as refits_module
 from autoloop.operator.refits import BackgroundRefits
 from tests.unit.test_loop_engine import CFG, OVER, run
 
@@ -125,3 +127,21 @@ def test_pass_does_not_wait_for_the_refit_and_adopts_it_later() -> None:
     refits.shutdown()
     assert after.last_refit_at == NOW.timestamp()
     assert [e[1] for e in p.events] == ["ModelRefit"]
+
+
+def test_a_finished_refit_nobody_collects_for_a_day_is_dropped(monkeypatch: Any) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(refits_module.time, "monotonic", lambda: clock[0])
+    refits: BackgroundRefits[int] = BackgroundRefits()
+    assert refits.submit("deleted-loop", lambda: 1)
+    for _ in range(200):  # finished, never collected: its loop was deleted
+        if refits._futures["deleted-loop"].done():
+            break
+        time.sleep(0.01)
+    clock[0] += refits_module.UNCOLLECTED_SECONDS - 1
+    assert refits.submit("other", lambda: 2)
+    assert refits.in_flight("deleted-loop"), "within a day it waits for its pass"
+    clock[0] += 2
+    assert refits.submit("third", lambda: 3)
+    assert not refits.in_flight("deleted-loop") and refits.in_flight("other")
+    assert _wait(refits, "other") == 2
