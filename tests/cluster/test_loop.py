@@ -409,6 +409,38 @@ def test_patch_on_a_changed_target_is_refused_with_409(control_plane: Any, names
     assert replicas_and_cpu(control_plane, namespace, "raced") == (2, "1")
 
 
+def test_a_target_deleted_or_renamed_after_the_decision_is_not_recreated(
+    control_plane: Any, namespace: str
+) -> None:
+    """Deleted (or renamed: deleted, and a copy made under another name) between the read a
+    decision was made from and its patch: the patch finds nothing (TargetNotFound: the pass says
+    `Ready=False ApplyFailed`, the next one `TargetFound=False`) and creates nothing under the old
+    name; the copy is untouched."""
+    from autoloop.api.common import TargetRef
+    from autoloop.api.optimizationloop import Settings
+    from autoloop.operator import kube
+    from autoloop.operator.optimizationloop import patch_target
+
+    apply(
+        control_plane,
+        namespace,
+        deployment("moving", replicas=4, cpu="1", memory="256Mi", rps=40, cpu_per_request=0.01),
+    )
+    clients = kube.Clients.connect(str(control_plane.kubeconfig))
+    seen = kube.read_workload(clients, namespace, TargetRef(kind="Deployment", name="moving"), None)
+    apply(
+        control_plane,
+        namespace,
+        deployment("moved", replicas=4, cpu="1", memory="256Mi", rps=40, cpu_per_request=0.01),
+    )
+    control_plane.kubectl("-n", namespace, "delete", "deployment", "moving", "--wait=true")
+    with pytest.raises(kube.TargetNotFound):
+        patch_target(clients, seen, Settings(replicas=2), decision_id="moving-000001", owner=f"{namespace}/x")
+    gone = control_plane.kubectl("-n", namespace, "get", "deployment", "moving", check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr
+    assert replicas_and_cpu(control_plane, namespace, "moved") == (4, "1")
+
+
 def test_loop_without_slo_signals_rightsizes_requests_from_usage(
     control_plane: Any, usage_history: str, operator: Any
 ) -> None:
