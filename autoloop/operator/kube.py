@@ -358,16 +358,16 @@ POD_PAGE: Final = 500
 """Pods per list call: a cluster's pods are read page by page, as plain JSON."""
 
 
-def scheduled_pod_requests(clients: Clients) -> list[PodRequests]:
+def scheduled_pod_requests(clients: Clients, *, page_size: int = POD_PAGE) -> list[PodRequests]:
     """Requests of every pod bound to a node and not finished, in every namespace. Read in pages of
-    POD_PAGE as plain JSON and kept as PodRequests only: the client's models of every pod in the
+    `page_size` as plain JSON and kept as PodRequests only: the client's models of every pod in the
     cluster took ~50 MiB and seconds per call at ~1,000 pods (docs/benchmarks.md, soak)."""
     out: list[PodRequests] = []
     token: str | None = None
     while True:
         response: Any = clients.core.list_pod_for_all_namespaces(
             field_selector="spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed",
-            limit=POD_PAGE,
+            limit=page_size,
             _continue=token,
             _preload_content=False,
         )

@@ -278,3 +278,60 @@ def test_recommend_mode_changes_nothing(
                 on_kwok += parse_quantity(c.get("resources", {}).get("requests", {}).get("cpu", "0"))
     assert 10.0 <= others <= on_kwok - 7.5 + 0.01, (others, on_kwok, message)
     assert available == pytest.approx(43.2 - others, abs=0.1), message
+
+
+def test_scheduled_pods_are_read_page_by_page_with_the_schedulers_request_rule(
+    control_plane: Any, namespace: str
+) -> None:
+    """Against the real apiserver, one pod per page: every page is followed (the continue token),
+    each pod's requests follow the scheduler's rule, max(sum of containers, largest init
+    container), and an unscheduled pod is not counted."""
+    from autoloop.operator import kube
+
+    def pod(
+        name: str,
+        containers: list[tuple[str, str]],
+        init: list[tuple[str, str]] = (),
+        node: str = "kwok-node-0",
+    ) -> dict[str, Any]:
+        def c(i: int, req: tuple[str, str], kind: str) -> dict[str, Any]:
+            return {
+                "name": f"{kind}{i}",
+                "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": req[0], "memory": req[1]}},
+            }
+
+        spec: dict[str, Any] = {"containers": [c(i, r, "c") for i, r in enumerate(containers)]}
+        if init:
+            spec["initContainers"] = [c(i, r, "i") for i, r in enumerate(init)]
+        if node:
+            spec["nodeName"] = node
+        else:  # the scheduler would place it: no node carries this label
+            spec["nodeSelector"] = {"autoloop-test/no-such-node": "true"}
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+
+    apply(
+        control_plane,
+        namespace,
+        pod("two", [("250m", "64Mi"), ("500m", "64Mi")]),
+        pod("init", [("100m", "1Gi")], [("1", "256Mi")]),
+        pod("plain", [("50m", "32Mi")]),
+        pod("unscheduled", [("2", "2Gi")], node=""),
+    )
+    requests: list[str] = []
+    clients = kube.Clients.connect(
+        str(control_plane.kubeconfig), on_request=lambda verb, _size: requests.append(verb)
+    )
+    found = kube.scheduled_pod_requests(clients, page_size=1)
+    assert len(requests) >= len(found) >= 3, "one list call per pod: every page was followed"
+    ours = {p.name: (p.node, p.cpu, p.memory) for p in found if p.namespace == namespace}
+    assert ours == {
+        "two": ("kwok-node-0", 0.75, 128 * 2**20),
+        "init": ("kwok-node-0", 1.0, 2**30),
+        "plain": ("kwok-node-0", 0.05, 32 * 2**20),
+    }

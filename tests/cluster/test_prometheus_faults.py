@@ -69,6 +69,27 @@ def _metrics_condition(cp: Any, namespace: str) -> dict[str, Any] | None:
     return opp.condition(opp.get_json(cp, namespace, "oloop/web"), "MetricsAvailable")
 
 
+def _loop_on_workload(
+    cp: Any, namespace: str, *, mode: str, objectives: list[dict[str, Any]], **spec: Any
+) -> None:
+    """The example workload and a 5 s OptimizationLoop `web` on it."""
+    cp.kubectl("-n", namespace, "apply", "-f", str(opp.ROOT / "manifests" / "examples" / "workload.yaml"))
+    loop = {
+        "apiVersion": "autoloop.x0tta6bl4.io/v1alpha1",
+        "kind": "OptimizationLoop",
+        "metadata": {"name": "web"},
+        "spec": {
+            "targetRef": {"name": "web"},
+            "mode": mode,
+            "interval": "5s",
+            "objectives": objectives,
+            "knobs": {"replicas": {"min": 1, "max": 8}},
+            **spec,
+        },
+    }
+    cp.kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(loop))
+
+
 @pytest.mark.parametrize(
     ("mode", "reasons"),
     [
@@ -90,21 +111,13 @@ def test_a_misbehaving_prometheus_stops_actions_and_says_why(
     reasons: set[str],
 ) -> None:
     cp = control_plane
-    cp.kubectl("-n", namespace, "apply", "-f", str(opp.ROOT / "manifests" / "examples" / "workload.yaml"))
-    loop = {
-        "apiVersion": "autoloop.x0tta6bl4.io/v1alpha1",
-        "kind": "OptimizationLoop",
-        "metadata": {"name": "web"},
-        "spec": {
-            "targetRef": {"name": "web"},
-            "mode": "Auto",
-            "interval": "5s",
-            "objectives": [{"name": "latency", "metric": "LatencyP95", "target": 0.5}],
-            "knobs": {"replicas": {"min": 1, "max": 8}},
-            "safety": {"cooldown": "5s", "maxChangesPerHour": 60, "minConfidence": 0.0},
-        },
-    }
-    cp.kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(loop))
+    _loop_on_workload(
+        cp,
+        namespace,
+        mode="Auto",
+        objectives=[{"name": "latency", "metric": "LatencyP95", "target": 0.5}],
+        safety={"cooldown": "5s", "maxChangesPerHour": 60, "minConfidence": 0.0},
+    )
     opp.wait_until(
         lambda: (c := _metrics_condition(cp, namespace)) and c["status"] == "True",
         timeout=120,
@@ -161,23 +174,15 @@ def test_a_counter_reset_reads_as_prometheus_reads_it(
     # negative rate, no spike), so what the loop observes after it stays what it was. Recommend:
     # nothing changes the workload meanwhile.
     cp = control_plane
-    cp.kubectl("-n", namespace, "apply", "-f", str(opp.ROOT / "manifests" / "examples" / "workload.yaml"))
-    loop = {
-        "apiVersion": "autoloop.x0tta6bl4.io/v1alpha1",
-        "kind": "OptimizationLoop",
-        "metadata": {"name": "web"},
-        "spec": {
-            "targetRef": {"name": "web"},
-            "mode": "Recommend",
-            "interval": "5s",
-            "objectives": [
-                {"name": "latency", "metric": "LatencyP95", "target": 0.5},
-                {"name": "errors", "metric": "ErrorRatio", "target": 0.05},
-            ],
-            "knobs": {"replicas": {"min": 1, "max": 8}},
-        },
-    }
-    cp.kubectl("-n", namespace, "apply", "-f", "-", input=json.dumps(loop))
+    _loop_on_workload(
+        cp,
+        namespace,
+        mode="Recommend",
+        objectives=[
+            {"name": "latency", "metric": "LatencyP95", "target": 0.5},
+            {"name": "errors", "metric": "ErrorRatio", "target": 0.05},
+        ],
+    )
     before = opp.wait_until(
         lambda: (o := _observed(cp, namespace)) and "latency" in o and "errors" in o and o,
         timeout=120,

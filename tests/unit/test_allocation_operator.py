@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 import pytest
@@ -350,43 +347,3 @@ def test_managed_elsewhere_names_the_other_owner_only() -> None:
         assert kube.managed_elsewhere(w, "ResourceAllocation", "ns", "shop") is None
     w.annotations[kube.MANAGED_BY_ANNOTATION] = "OptimizationLoop/ns/shop"  # same name, other kind
     assert kube.managed_elsewhere(w, "ResourceAllocation", "ns", "shop") == "OptimizationLoop/ns/shop"
-
-
-def test_scheduled_pods_are_read_page_by_page_with_the_schedulers_request_rule() -> None:
-    def pod(
-        name: str, containers: list[dict[str, Any]], init: list[dict[str, Any]] | None = None
-    ) -> dict[str, Any]:
-        spec: dict[str, Any] = {"nodeName": "n1", "containers": containers}
-        if init is not None:
-            spec["initContainers"] = init
-        return {"metadata": {"namespace": "ns", "name": name, "labels": {"app": name}}, "spec": spec}
-
-    def requests(cpu: str, memory: str) -> dict[str, Any]:
-        return {"resources": {"requests": {"cpu": cpu, "memory": memory}}}
-
-    pages = {
-        None: {
-            "metadata": {"continue": "t1"},
-            "items": [pod("two", [requests("250m", "64Mi"), requests("500m", "64Mi")])],
-        },
-        "t1": {
-            "metadata": {},
-            "items": [pod("init", [requests("100m", "1Gi")], [requests("1", "256Mi")]), pod("none", [{}])],
-        },
-    }
-    calls: list[dict[str, Any]] = []
-
-    class Core:
-        def list_pod_for_all_namespaces(self, **kw: Any) -> Any:
-            calls.append(kw)
-            return SimpleNamespace(data=json.dumps(pages[kw["_continue"]]).encode())
-
-    got = kube.scheduled_pod_requests(SimpleNamespace(core=Core()))  # type: ignore[arg-type]
-    assert [(p.name, p.node, p.labels, p.cpu, p.memory) for p in got] == [
-        ("two", "n1", {"app": "two"}, 0.75, 128 * 2**20),
-        ("init", "n1", {"app": "init"}, 1.0, 2**30),  # max(sum of containers, largest init)
-        ("none", "n1", {"app": "none"}, 0.0, 0.0),
-    ]
-    assert [c["_continue"] for c in calls] == [None, "t1"]
-    assert all(c["limit"] == kube.POD_PAGE and c["_preload_content"] is False for c in calls)
-    assert "spec.nodeName!=" in calls[0]["field_selector"]
